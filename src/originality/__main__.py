@@ -1,0 +1,5 @@
+import sys
+
+from originality.cli import main
+
+sys.exit(main())

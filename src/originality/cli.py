@@ -1,0 +1,158 @@
+"""Command line: a thin layer over the Python API.
+
+    originality data make --spec originality-mix --n 100000 --out data/mix
+    originality data stats data/mix
+    originality data sheet data/mix --out sheet.png
+    originality data presets
+    originality demo
+
+Every user error (``OriginalityError``, an unwritable path) is one line on stderr and
+exit status 2; nothing half-written is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from originality.errors import OriginalityError
+
+
+def _data_make(args: argparse.Namespace) -> None:
+    from originality.shapes.dataset import make_dataset
+    from originality.shapes.specs import load_spec
+
+    spec = load_spec(args.spec)
+    out = make_dataset(
+        spec,
+        args.n,
+        args.out,
+        size=args.size,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
+    print(f"wrote {args.n} images of {spec.name} at {args.size} px to {out}")
+
+
+def _data_stats(args: argparse.Namespace) -> None:
+    from originality.shapes.statistics import dataset_report
+
+    report = dataset_report(args.dataset)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report))
+    if not report["ok"]:
+        failed = [c["name"] for c in report["checks"] if not c["ok"]]
+        raise OriginalityError(f"{len(failed)} check(s) against the spec failed: {', '.join(failed[:5])}")
+
+
+def format_report(report: dict) -> str:
+    stats = report["statistics"]
+    lines = [f"dataset of spec {report['spec']}: {stats['images']} images"]
+    lines.append("components: " + ", ".join(f"{k} {v:.2%}" for k, v in stats["components"].items()))
+    lines.append("elements per image: " + ", ".join(f"{k}: {v:.1%}" for k, v in stats["element_counts"].items()))
+    top = list(stats["elements"].items())[:8]
+    lines.append("most frequent elements: " + ", ".join(f"{k} ({v})" for k, v in top))
+    lines.append("checks:")
+    for c in report["checks"]:
+        mark = "ok  " if c["ok"] else "FAIL"
+        lines.append(
+            f"  {mark} {c['name']}: observed {c['observed']:.4g}, expected {c['expected']:.4g} ± {c['tolerance']:.2g}"
+        )
+    return "\n".join(lines)
+
+
+def _data_sheet(args: argparse.Namespace) -> None:
+    from originality.report.grids import dataset_contact_sheet
+
+    out = dataset_contact_sheet(args.dataset, args.out, count=args.count, columns=args.columns)
+    print(f"wrote {out}")
+
+
+def _data_presets(args: argparse.Namespace) -> None:
+    from originality.shapes.specs import list_presets, preset
+
+    for name in list_presets():
+        print(f"{name:24s} {preset(name).description}")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from originality.report.grids import dataset_contact_sheet
+    from originality.shapes.dataset import make_dataset
+    from originality.shapes.specs import preset
+    from originality.shapes.statistics import dataset_report
+
+    out = Path(args.out)
+    spec = preset("originality-mix")
+    data = make_dataset(spec, args.n, out / "data", seed=args.seed, overwrite=True)
+    report = dataset_report(data)
+    print(format_report(report))
+    (out / "stats.json").write_text(json.dumps(report, indent=2) + "\n")
+    sheet = dataset_contact_sheet(data, out / "contact_sheet.png")
+    print(f"dataset: {data}\ncontact sheet: {sheet}\nstatistics: {out / 'stats.json'}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="originality", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="make, check and look at synthetic shapes datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    make = dsub.add_parser("make", help="render a dataset from a spec preset or spec file")
+    make.add_argument("--spec", required=True, help="preset name (see 'data presets') or a .json/.yaml spec file")
+    make.add_argument("--n", type=int, required=True, help="number of images")
+    make.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    make.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    make.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    make.add_argument("--quiet", action="store_true", help="no progress bar")
+    make.set_defaults(func=_data_make)
+
+    stats = dsub.add_parser("stats", help="print statistics and check them against the spec")
+    stats.add_argument("dataset")
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    stats.set_defaults(func=_data_stats)
+
+    sheet = dsub.add_parser("sheet", help="draw a contact sheet PNG")
+    sheet.add_argument("dataset")
+    sheet.add_argument("--out", required=True)
+    sheet.add_argument("--count", type=int, default=48)
+    sheet.add_argument("--columns", type=int, default=8)
+    sheet.set_defaults(func=_data_sheet)
+
+    presets = dsub.add_parser("presets", help="list spec presets")
+    presets.set_defaults(func=_data_presets)
+
+    demo = sub.add_parser("demo", help="the main job on the embedded default")
+    demo.add_argument("--out", default="outputs/demo")
+    demo.add_argument("--n", type=int, default=2000)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except OriginalityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

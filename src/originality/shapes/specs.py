@@ -1,0 +1,331 @@
+"""Dataset specs: what goes into each image, as named presets or user files.
+
+A spec is a distribution over images. Every image is one of:
+
+* **empty** (``empty_fraction`` of all images; the paper uses 10%);
+* a **component** image (e.g. the originality mix's common circle+square pair): exactly
+  one element of each listed shape, other attributes drawn from the spanning set,
+  optionally at fixed centres (the App. C ablation);
+* a **rest** image (whatever fraction is left): 1..``max_elements`` elements, the count
+  uniform, each element uniform over the spanning set minus the held-out elements. If
+  ``at_most_one_of`` lists shapes, a rest image holds at most one element of those
+  shapes (that is how the mix keeps its rare and unseen pairs rare and unseen).
+
+Presets (see :func:`list_presets`):
+
+* ``ladder-{4,6,9,15,30,60}-{big-full,big-empty,small-full,small-empty}``: the diversity
+  ladder of Section 2 / App. B. The level's spanning set grows from {square, circle} x
+  {red, blue} to all 60 elements; the held-out element is the blue circle in the
+  variant's size and texture, so the four variants hold out four different elements.
+* ``originality-mix``: App. E.1 (big, full; common 30%, rare 0.1%, unseen never).
+* ``originality-mix-fixed``: the same with the common pair at one fixed place (App. C).
+* ``all-elements``: all 60 elements, nothing held out (the detector's training data).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from originality.errors import OriginalityError
+from originality.shapes.captions import parse_caption
+from originality.shapes.vocabulary import COLOURS, SHAPES, SIZES, TEXTURES, Element, check_value, elements_from
+
+
+@dataclass
+class Component:
+    """A fixed kind of image: one element of each shape in ``shapes``."""
+
+    name: str
+    fraction: float
+    shapes: list[str]
+    fixed_centres: list[tuple[float, float]] | None = None
+
+
+@dataclass
+class DatasetSpec:
+    name: str
+    shapes: list[str] = field(default_factory=lambda: list(SHAPES))
+    colours: list[str] = field(default_factory=lambda: list(COLOURS))
+    sizes: list[str] = field(default_factory=lambda: list(SIZES))
+    textures: list[str] = field(default_factory=lambda: list(TEXTURES))
+    held_out: list[str] = field(default_factory=list)  # caption phrases, e.g. "big blue full circle"
+    empty_fraction: float = 0.1
+    max_elements: int = 4
+    components: list[Component] = field(default_factory=list)
+    at_most_one_of: list[str] = field(default_factory=list)
+    allow_overlap: bool = False
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        self.components = [c if isinstance(c, Component) else _component(c) for c in self.components]
+        self.validate()
+
+    # -- validation --------------------------------------------------------------------
+    def validate(self) -> None:
+        for attribute, values in (
+            ("shape", self.shapes),
+            ("colour", self.colours),
+            ("size", self.sizes),
+            ("texture", self.textures),
+        ):
+            if not values:
+                raise OriginalityError(f"spec {self.name!r}: no {attribute} values")
+            for value in values:
+                check_value(attribute, value)
+        spanning = set(self.spanning_set)
+        for phrase in self.held_out:
+            element = _one_element(phrase)
+            if element not in spanning:
+                raise OriginalityError(f"spec {self.name!r}: held-out element {phrase!r} is not in the spanning set")
+        if not isinstance(self.max_elements, int) or self.max_elements < 1:
+            raise OriginalityError(
+                f"spec {self.name!r}: max_elements must be an integer >= 1, got {self.max_elements!r}"
+            )
+        fractions = [("empty_fraction", self.empty_fraction)] + [(c.name, c.fraction) for c in self.components]
+        for name, value in fractions:
+            if not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise OriginalityError(f"spec {self.name!r}: fraction {name} must be in [0, 1], got {value!r}")
+        total = sum(v for _, v in fractions)
+        if total > 1 + 1e-9:
+            raise OriginalityError(f"spec {self.name!r}: fractions add up to {total:g} > 1 (empty + components)")
+        if self.rest_fraction > 0 and not self.allowed:
+            raise OriginalityError(f"spec {self.name!r}: every element is held out")
+        names = [c.name for c in self.components]
+        if len(set(names)) != len(names) or {"empty", "rest"} & set(names):
+            raise OriginalityError(f"spec {self.name!r}: component names must be unique and not 'empty' or 'rest'")
+        for c in self.components:
+            if not c.shapes:
+                raise OriginalityError(f"spec {self.name!r}: component {c.name!r} has no shapes")
+            for s in c.shapes:
+                check_value("shape", s)
+                if s not in self.shapes:
+                    raise OriginalityError(
+                        f"spec {self.name!r}: component {c.name!r} uses shape {s!r} outside the spanning set"
+                    )
+            if c.fixed_centres is not None:
+                if len(c.fixed_centres) != len(c.shapes):
+                    raise OriginalityError(f"spec {self.name!r}: component {c.name!r} needs one fixed centre per shape")
+                for centre in c.fixed_centres:
+                    if len(centre) != 2 or not all(0 <= v <= 1 for v in centre):
+                        raise OriginalityError(f"spec {self.name!r}: fixed centres are (x, y) fractions in [0, 1]")
+        for s in self.at_most_one_of:
+            check_value("shape", s)
+
+    # -- derived sets --------------------------------------------------------------------
+    @property
+    def spanning_set(self) -> list[Element]:
+        return elements_from(self.shapes, self.colours, self.sizes, self.textures)
+
+    @property
+    def held_out_elements(self) -> list[Element]:
+        return [_one_element(p) for p in self.held_out]
+
+    @property
+    def allowed(self) -> list[Element]:
+        held = set(self.held_out_elements)
+        return [e for e in self.spanning_set if e not in held]
+
+    @property
+    def rest_fraction(self) -> float:
+        return max(0.0, 1.0 - self.empty_fraction - sum(c.fraction for c in self.components))
+
+    # -- sampling --------------------------------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> tuple[str, list[Element], list[tuple[float, float]] | None]:
+        """Draw one image's contents: (component name, elements in drawing order, fixed centres)."""
+        u = rng.random()
+        if u < self.empty_fraction:
+            return "empty", [], None
+        u -= self.empty_fraction
+        for c in self.components:
+            if u < c.fraction:
+                return c.name, self._component_elements(c, rng), c.fixed_centres
+            u -= c.fraction
+        return "rest", self._rest_elements(rng), None
+
+    def _component_elements(self, c: Component, rng: np.random.Generator) -> list[Element]:
+        allowed = set(self.allowed)
+        by_shape = {s: [e for e in self.spanning_set if e.shape == s and e in allowed] for s in c.shapes}
+        chosen = [by_shape[s][rng.integers(len(by_shape[s]))] for s in c.shapes]
+        if c.fixed_centres is None:
+            rng.shuffle(chosen)  # caption order carries no information
+        return chosen
+
+    def _rest_elements(self, rng: np.random.Generator) -> list[Element]:
+        allowed = self.allowed
+        restricted = set(self.at_most_one_of)
+        free = [e for e in allowed if e.shape not in restricted]
+        count = int(rng.integers(1, self.max_elements + 1))
+        chosen: list[Element] = []
+        used_restricted = False
+        for _ in range(count):
+            pool = free if used_restricted else allowed
+            element = pool[rng.integers(len(pool))]
+            used_restricted |= element.shape in restricted
+            chosen.append(element)
+        return chosen
+
+    # -- (de)serialisation --------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for c in data["components"]:
+            if c["fixed_centres"] is not None:
+                c["fixed_centres"] = [list(p) for p in c["fixed_centres"]]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "spec") -> DatasetSpec:
+        if not isinstance(data, dict):
+            raise OriginalityError(f"{source}: a spec is a mapping of keys to values")
+        data = dict(data)
+        base = data.pop("base", None)
+        if base is not None:
+            merged = preset(base).to_dict()
+            merged.update(data)
+            data = merged
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise OriginalityError(f"{source}: unknown spec key {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        if "name" not in data:
+            raise OriginalityError(f"{source}: the spec needs a 'name'")
+        return cls(**data)
+
+
+def _component(data: Any) -> Component:
+    if not isinstance(data, dict):
+        raise OriginalityError("a component is a mapping with name, fraction and shapes")
+    known = {f.name for f in dataclasses.fields(Component)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise OriginalityError(f"unknown component key {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    missing = sorted({"name", "fraction", "shapes"} - set(data))
+    if missing:
+        raise OriginalityError(f"component needs key {missing[0]!r}")
+    centres = data.get("fixed_centres")
+    return Component(
+        name=data["name"],
+        fraction=data["fraction"],
+        shapes=list(data["shapes"]),
+        fixed_centres=None if centres is None else [tuple(p) for p in centres],
+    )
+
+
+def _one_element(phrase: str) -> Element:
+    elements = parse_caption(phrase)
+    if len(elements) != 1:
+        raise OriginalityError(f"{phrase!r} must name exactly one element")
+    return elements[0]
+
+
+# -- presets ---------------------------------------------------------------------------------
+LADDER_LEVELS: dict[int, dict[str, list[str] | None]] = {
+    # level -> spanning shapes, colours, and whether size / texture vary (None: the variant's)
+    4: {"shapes": ["square", "circle"], "colours": ["red", "blue"], "sizes": None, "textures": None},
+    6: {"shapes": ["square", "circle", "triangle"], "colours": ["red", "blue"], "sizes": None, "textures": None},
+    9: {"shapes": ["square", "circle", "triangle"], "colours": list(COLOURS), "sizes": None, "textures": None},
+    15: {"shapes": list(SHAPES), "colours": list(COLOURS), "sizes": None, "textures": None},
+    30: {"shapes": list(SHAPES), "colours": list(COLOURS), "sizes": list(SIZES), "textures": None},
+    60: {"shapes": list(SHAPES), "colours": list(COLOURS), "sizes": list(SIZES), "textures": list(TEXTURES)},
+}
+VARIANTS: dict[str, tuple[str, str]] = {
+    "big-full": ("big", "full"),
+    "big-empty": ("big", "empty"),
+    "small-full": ("small", "full"),
+    "small-empty": ("small", "empty"),
+}
+LADDER_MAX_ELEMENTS = 6
+MIX_MAX_ELEMENTS = 4
+DEFAULT_FIXED_CENTRES = [(0.3, 0.5), (0.7, 0.5)]
+
+
+def ladder(level: int, variant: str) -> DatasetSpec:
+    """The diversity-ladder spec for ``level`` elements and a symmetric ``variant``."""
+    if level not in LADDER_LEVELS:
+        raise OriginalityError(f"unknown ladder level {level}; known: {', '.join(map(str, LADDER_LEVELS))}")
+    if variant not in VARIANTS:
+        raise OriginalityError(f"unknown ladder variant {variant!r}; known: {', '.join(VARIANTS)}")
+    size, texture = VARIANTS[variant]
+    lv = LADDER_LEVELS[level]
+    return DatasetSpec(
+        name=f"ladder-{level}-{variant}",
+        shapes=list(lv["shapes"]),
+        colours=list(lv["colours"]),
+        sizes=list(lv["sizes"] or [size]),
+        textures=list(lv["textures"] or [texture]),
+        held_out=[Element("circle", "blue", size, texture).phrase],
+        max_elements=LADDER_MAX_ELEMENTS,
+        description=f"Diversity ladder, {level}-element spanning set, {variant} variant; blue circle held out.",
+    )
+
+
+def originality_mix(fixed_location: bool = False) -> DatasetSpec:
+    common = Component(
+        "common", 0.30, ["circle", "square"], fixed_centres=list(DEFAULT_FIXED_CENTRES) if fixed_location else None
+    )
+    return DatasetSpec(
+        name="originality-mix-fixed" if fixed_location else "originality-mix",
+        sizes=["big"],
+        textures=["full"],
+        max_elements=MIX_MAX_ELEMENTS,
+        components=[common, Component("rare", 0.001, ["circle", "triangle"])],
+        at_most_one_of=["circle", "square", "triangle"],
+        description=(
+            "App. E.1 originality mix: common (circle, square) 30%, rare (circle, triangle) 0.1%, "
+            "unseen (square, triangle) never" + ("; common pair at fixed centres (App. C)." if fixed_location else ".")
+        ),
+    )
+
+
+def all_elements() -> DatasetSpec:
+    return DatasetSpec(
+        name="all-elements",
+        max_elements=LADDER_MAX_ELEMENTS,
+        description="All 60 elements, nothing held out: detector training data.",
+    )
+
+
+def list_presets() -> list[str]:
+    names = [f"ladder-{lv}-{v}" for lv in LADDER_LEVELS for v in VARIANTS]
+    return names + ["originality-mix", "originality-mix-fixed", "all-elements"]
+
+
+def preset(name: str) -> DatasetSpec:
+    """A named preset spec."""
+    if name == "originality-mix":
+        return originality_mix()
+    if name == "originality-mix-fixed":
+        return originality_mix(fixed_location=True)
+    if name == "all-elements":
+        return all_elements()
+    if name.startswith("ladder-"):
+        parts = name.split("-", 2)
+        if len(parts) == 3 and parts[1].isdigit():
+            return ladder(int(parts[1]), parts[2])
+    raise OriginalityError(f"unknown spec preset {name!r}; known: {', '.join(list_presets())}")
+
+
+def load_spec(name_or_path: str | Path) -> DatasetSpec:
+    """A preset by name, or a spec file (.json, .yaml, .yml) a user wrote."""
+    text = str(name_or_path)
+    path = Path(text)
+    if path.suffix.lower() not in {".json", ".yaml", ".yml"}:
+        return preset(text)
+    if not path.is_file():
+        raise OriginalityError(f"spec file not found: {path}")
+    try:
+        raw = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OriginalityError(f"cannot read spec file {path}: {exc}") from exc
+    try:
+        data = json.loads(raw) if path.suffix.lower() == ".json" else yaml.safe_load(raw)
+    except (ValueError, yaml.YAMLError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise OriginalityError(f"cannot parse spec file {path}: {first_line}") from exc
+    return DatasetSpec.from_dict(data, source=str(path))

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+
+from originality.shapes import ALL_ELEMENTS, Element
+from originality.shapes.rendering import cell_side, place, render, sample_layout
+from originality.shapes.vocabulary import RGB
+
+
+def ink_mask(image) -> np.ndarray:
+    """Pixels that are not (almost) white."""
+    return (np.asarray(image, dtype=np.int16) < 235).any(axis=-1)
+
+
+@pytest.mark.parametrize("size", [64, 256])
+def test_label_boxes_match_the_drawn_pixels(size):
+    rng = np.random.default_rng(0)
+    for element in ALL_ELEMENTS:
+        (p,) = sample_layout([element], size, rng)
+        ys, xs = np.nonzero(ink_mask(render([p], size)))
+        drawn = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        # Anti-aliasing may drop a faint edge pixel (or add one): one pixel of slack.
+        assert np.allclose(drawn, p.bbox, atol=1.01), (element, drawn, p.bbox)
+
+
+def test_elements_lie_wholly_inside_the_canvas_and_do_not_overlap():
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        elements = [ALL_ELEMENTS[i] for i in rng.integers(0, 60, size=6)]
+        placed = sample_layout(elements, 64, rng)
+        for p in placed:
+            x0, y0, x1, y1 = p.bbox
+            assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
+        for i, a in enumerate(placed):
+            for b in placed[i + 1 :]:
+                gap = (cell_side(a.element, 64) + cell_side(b.element, 64)) / 2
+                assert max(abs(a.centre[0] - b.centre[0]), abs(a.centre[1] - b.centre[1])) >= gap
+
+
+def test_colour_is_what_the_label_says():
+    for element in ALL_ELEMENTS:
+        image = np.asarray(render([place(element, (32, 32), 64)], 64), dtype=float)
+        mask = ink_mask(image)
+        # The most saturated pixels carry the colour; compare with each palette entry.
+        mean = image[mask].mean(axis=0)
+        nearest = min(RGB, key=lambda c: np.linalg.norm(np.asarray(RGB[c]) - mean))
+        assert nearest == element.colour, element
+
+
+def coverage(image) -> float:
+    """Total ink: anti-aliased edge pixels count in proportion to their darkness."""
+    return float((255 - np.asarray(image, dtype=float).min(axis=-1)).sum())
+
+
+@pytest.mark.parametrize("size", [64, 256])
+def test_empty_elements_are_outlines_with_a_hole(size):
+    for shape in ("square", "circle", "triangle", "hexagon", "star"):
+        for s in ("big", "small"):
+            full, empty = (
+                coverage(render([place(Element(shape, "red", s, t), (size / 2, size / 2), size)], size))
+                for t in ("full", "empty")
+            )
+            assert 0.2 * full < empty < 0.65 * full, (shape, s, empty / full)
+
+
+def test_rendering_is_anti_aliased_and_works_at_512():
+    image = np.asarray(render([place(Element("circle", "blue"), (256, 256), 512)], 512))
+    assert image.shape == (512, 512, 3)
+    # Edge pixels take intermediate values between the colour and white.
+    assert len(np.unique(image[..., 0])) > 2
+    small = np.asarray(render([place(Element("circle", "blue"), (32, 32), 64)], 64))
+    assert len(np.unique(small[..., 0])) > 8
+
+
+def test_fixed_centres_pin_the_elements():
+    rng = np.random.default_rng(0)
+    placed = sample_layout(
+        [Element("circle", "red"), Element("square", "blue")], 64, rng, fixed_centres=[(0.3, 0.5), (0.7, 0.5)]
+    )
+    assert [p.centre for p in placed] == [(0.3 * 64, 32.0), (0.7 * 64, 32.0)]
