@@ -1,6 +1,6 @@
 """Images per second for making a 64 px shapes dataset (render + PNG + Parquet), all cores.
 
-    python benchmarks/bench_data.py [--n 20000] [--spec originality-mix]
+python benchmarks/bench_data.py [--n 20000] [--spec originality-mix]
 """
 
 from __future__ import annotations

@@ -82,6 +82,70 @@ def _data_presets(args: argparse.Namespace) -> None:
         print(f"{name:24s} {preset(name).description}")
 
 
+def _parse_overrides(pairs: list[str]) -> dict:
+    """``key=value`` settings (values parsed as JSON when they parse, else kept as strings)."""
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise OriginalityError(f"--set expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _train(args: argparse.Namespace) -> None:
+    import dataclasses
+    import shlex
+
+    from originality.models.config import TrainConfig, train_preset
+    from originality.models.training import train
+
+    config = train_preset(args.preset)
+    overrides = _parse_overrides(args.set or [])
+    if args.text_encoder:
+        overrides["text_encoder"] = args.text_encoder
+    if args.max_images:
+        overrides["max_images"] = args.max_images
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key in overrides:
+        if key.split(".")[0] not in known:
+            raise OriginalityError(f"unknown training setting {key!r}")
+    data = config.to_dict()
+    for key, value in overrides.items():
+        if "." in key:
+            part, sub = key.split(".", 1)
+            if sub not in data[part]:
+                raise OriginalityError(f"unknown training setting {key!r}")
+            data[part][sub] = value
+        else:
+            data[key] = value
+    config = TrainConfig.from_dict(data)
+    command = "originality " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    out = train(config, args.data, args.out, overwrite=args.overwrite, progress=not args.quiet, command=command)
+    print(f"saved pipeline to {out} (model card: {out / 'README.md'})")
+
+
+def _sample(args: argparse.Namespace) -> None:
+    from originality.models.pipeline import generate, load_pipeline
+    from originality.report.grids import image_grid
+
+    if args.seeds < 1:
+        raise OriginalityError("--seeds must be >= 1")
+    pipeline = load_pipeline(args.model)
+    prompts = [p for p in args.prompt for _ in range(args.seeds)]
+    seeds = [args.seed + i for _ in args.prompt for i in range(args.seeds)]
+    images = generate(pipeline, prompts, seeds, steps=args.steps, guidance_scale=args.guidance)
+    captions = [f"{p} [{s}]" for p, s in zip(prompts, seeds, strict=True)]
+    grid = image_grid(images, captions, columns=args.seeds)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(out)
+    print(f"wrote {out}")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from originality.report.grids import dataset_contact_sheet
     from originality.shapes.dataset import make_dataset
@@ -129,6 +193,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     presets = dsub.add_parser("presets", help="list spec presets")
     presets.set_defaults(func=_data_presets)
+
+    train = sub.add_parser("train", help="train a VAE + UNet from scratch on a shapes dataset (resumes if stopped)")
+    train.add_argument("--data", required=True, help="dataset folder made by 'data make'")
+    train.add_argument("--out", required=True, help="pipeline folder to write (rerun the command to resume)")
+    train.add_argument("--preset", default="cpu", help="tiny | cpu | ship | paper (default cpu)")
+    train.add_argument("--text-encoder", help="minilm (default), tiny, a hub id or a local folder")
+    train.add_argument("--max-images", type=int, help="train on the first n images")
+    train.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set unet_epochs=5 --set unet.layers_per_block=2",
+    )
+    train.add_argument("--overwrite", action="store_true", help="start again, discarding a run in --out")
+    train.add_argument("--quiet", action="store_true")
+    train.set_defaults(func=_train)
+
+    sample = sub.add_parser("sample", help="write a grid of samples for prompts and seeds")
+    sample.add_argument("--model", required=True, help="pipeline folder")
+    sample.add_argument("--prompt", action="append", required=True, help="a caption; repeat for several rows")
+    sample.add_argument("--seeds", type=int, default=8, help="samples per prompt (seeds seed..seed+n-1)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--steps", type=int, default=50)
+    sample.add_argument("--guidance", type=float, default=3.0)
+    sample.add_argument("--out", required=True, help="PNG file")
+    sample.set_defaults(func=_sample)
 
     demo = sub.add_parser("demo", help="the main job on the embedded default")
     demo.add_argument("--out", default="outputs/demo")

@@ -1,0 +1,180 @@
+"""Model and training settings as dataclasses, with named presets.
+
+=========  ==========================================================================
+preset     what it is for
+=========  ==========================================================================
+``tiny``   tests: a few thousand parameters, seconds on a CPU
+``cpu``    experiments that train many models on this 2-core CPU (<= 90 min at 64 px)
+``ship``   the shipped default model: longer, resumable in the background
+``paper``  App. E.1's epochs, batches and learning rates on 100K images, for a GPU
+=========  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from originality.errors import OriginalityError
+
+
+@dataclass
+class VAEConfig:
+    block_out_channels: tuple[int, ...] = (32, 64, 64)  # three blocks: 64 px -> 16 x 16 latents
+    latent_channels: int = 4
+    layers_per_block: int = 1
+    norm_num_groups: int = 32
+
+    def diffusers_kwargs(self) -> dict[str, Any]:
+        n = len(self.block_out_channels)
+        return {
+            "in_channels": 3,
+            "out_channels": 3,
+            "down_block_types": ("DownEncoderBlock2D",) * n,
+            "up_block_types": ("UpDecoderBlock2D",) * n,
+            "block_out_channels": tuple(self.block_out_channels),
+            "latent_channels": self.latent_channels,
+            "layers_per_block": self.layers_per_block,
+            "norm_num_groups": self.norm_num_groups,
+        }
+
+
+@dataclass
+class UNetConfig:
+    block_out_channels: tuple[int, ...] = (64, 128, 128)
+    # Which resolution levels (from the top) have cross-attention to the caption.
+    attention_levels: tuple[bool, ...] = (True, True, False)
+    layers_per_block: int = 1
+    attention_head_dim: int = 8
+    norm_num_groups: int = 32
+
+    def diffusers_kwargs(self, latent_size: int, latent_channels: int, cross_attention_dim: int) -> dict[str, Any]:
+        if len(self.attention_levels) != len(self.block_out_channels):
+            raise OriginalityError("unet attention_levels needs one entry per block")
+        down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in self.attention_levels)
+        up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(self.attention_levels))
+        return {
+            "sample_size": latent_size,
+            "in_channels": latent_channels,
+            "out_channels": latent_channels,
+            "down_block_types": down,
+            "up_block_types": up,
+            "mid_block_type": "UNetMidBlock2DCrossAttn",
+            "block_out_channels": tuple(self.block_out_channels),
+            "layers_per_block": self.layers_per_block,
+            "attention_head_dim": self.attention_head_dim,
+            "cross_attention_dim": cross_attention_dim,
+            "norm_num_groups": self.norm_num_groups,
+        }
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "cpu"
+    text_encoder: str = "minilm"
+    max_length: int = 48
+    resolution: int = 64
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    # Stage 1: the VAE (paper: 8 epochs, batch 32, lr 1e-5).
+    vae_epochs: float = 2.0
+    vae_batch: int = 32
+    vae_lr: float = 4e-4
+    kl_weight: float = 1e-6
+    # Stage 2: the UNet on cached latents (paper: 15 epochs, batch 64, lr 6.4e-5).
+    unet_epochs: float = 10.0
+    unet_batch: int = 64
+    unet_lr: float = 4e-4
+    warmup_steps: int = 200
+    caption_dropout: float = 0.1  # empty caption for classifier-free guidance
+    snr_gamma: float | None = 5.0  # min-SNR loss weighting (Hang et al. 2023); None: plain MSE
+    ema_decay: float = 0.999
+    weight_decay: float = 1e-2
+    grad_clip: float = 1.0
+    max_images: int | None = None  # train on the first n images of the dataset
+    seed: int = 0
+    mixed_precision: str = "no"  # "fp16" / "bf16" where the device has it
+    checkpoint_every: int = 2000  # steps; a checkpoint is also written every checkpoint_minutes
+    checkpoint_minutes: float = 10.0
+    sample_steps: int = 50  # inference steps for the samples drawn at the end (paper: 50)
+    guidance_scale: float = 3.0
+    bundle_text_encoder: bool = False  # copy a shared encoder into the saved folder
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        data["vae"] = VAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["vae"].items()})
+        data["unet"] = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["unet"].items()})
+        return cls(**data)
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes the trained weights (not checkpoint cadence)."""
+        data = self.to_dict()
+        for key in ("checkpoint_every", "checkpoint_minutes", "sample_steps", "guidance_scale", "bundle_text_encoder"):
+            data.pop(key)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _tiny() -> TrainConfig:
+    return TrainConfig(
+        preset="tiny",
+        text_encoder="tiny",
+        resolution=32,
+        vae=VAEConfig(block_out_channels=(8, 16), latent_channels=4, norm_num_groups=8),
+        unet=UNetConfig(
+            block_out_channels=(16, 32), attention_levels=(True, False), attention_head_dim=4, norm_num_groups=8
+        ),
+        vae_epochs=1,
+        vae_batch=8,
+        vae_lr=1e-3,
+        unet_epochs=2,
+        unet_batch=8,
+        unet_lr=1e-3,
+        warmup_steps=0,
+        ema_decay=0.9,
+        checkpoint_every=1000,
+        sample_steps=4,
+    )
+
+
+def _cpu() -> TrainConfig:
+    return TrainConfig(preset="cpu")
+
+
+def _ship() -> TrainConfig:
+    return TrainConfig(
+        preset="ship",
+        unet=UNetConfig(block_out_channels=(64, 128, 128), layers_per_block=2),
+        vae_epochs=3,
+        unet_epochs=30,
+    )
+
+
+def _paper() -> TrainConfig:
+    return TrainConfig(
+        preset="paper",
+        vae=VAEConfig(block_out_channels=(64, 128, 128), layers_per_block=2),
+        unet=UNetConfig(block_out_channels=(128, 256, 256), layers_per_block=2),
+        vae_epochs=8,
+        vae_batch=32,
+        vae_lr=1e-5,
+        unet_epochs=15,
+        unet_batch=64,
+        unet_lr=6.4e-5,
+        mixed_precision="bf16",
+    )
+
+
+PRESETS = {"tiny": _tiny, "cpu": _cpu, "ship": _ship, "paper": _paper}
+
+
+def train_preset(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        raise OriginalityError(f"unknown training preset {name!r}; known: {', '.join(PRESETS)}")
+    return PRESETS[name]()

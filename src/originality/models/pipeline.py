@@ -1,0 +1,196 @@
+"""Build, save and load Stable-Diffusion-style pipelines; sample image grids from them.
+
+A saved model is a diffusers ``StableDiffusionPipeline`` folder. A *shared* text encoder
+(``minilm``, which every install of the package has) is referenced, not copied: its
+``text_encoder/`` holds the config and ``originality_reference.json`` instead of 90 MB of
+weights, so that a dozen experiment models do not carry a dozen copies, and the shipped
+model stays small. :func:`load_pipeline` fills the reference in; plain
+``StableDiffusionPipeline.from_pretrained(folder)`` works on folders saved with
+``bundle_text_encoder`` and on those with a non-shared (e.g. ``tiny``) encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from PIL import Image
+
+from originality.errors import OriginalityError
+from originality.models.config import TrainConfig
+from originality.models.text_encoders import SHARED, encoder_reference, load_text_encoder
+
+SCHEDULER_CONFIG = {
+    # Stable Diffusion's noise schedule: pipelines and samplers made for SD work unchanged.
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "prediction_type": "epsilon",
+    "clip_sample": False,
+}
+
+
+def quiet_libraries() -> None:
+    """Silence diffusers' and transformers' per-load chatter (type notes, load reports, bars)."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def build_vae(config: TrainConfig) -> AutoencoderKL:
+    torch.manual_seed(config.seed)
+    return AutoencoderKL(**config.vae.diffusers_kwargs(), sample_size=config.resolution)
+
+
+def build_unet(config: TrainConfig, cross_attention_dim: int) -> UNet2DConditionModel:
+    factor = 2 ** (len(config.vae.block_out_channels) - 1)
+    torch.manual_seed(config.seed + 1)
+    return UNet2DConditionModel(
+        **config.unet.diffusers_kwargs(config.resolution // factor, config.vae.latent_channels, cross_attention_dim)
+    )
+
+
+def training_scheduler() -> DDPMScheduler:
+    return DDPMScheduler(**SCHEDULER_CONFIG)
+
+
+def sampling_scheduler() -> DDIMScheduler:
+    return DDIMScheduler(**SCHEDULER_CONFIG, set_alpha_to_one=False, steps_offset=1)
+
+
+def assemble(vae, text_encoder, tokenizer, unet) -> StableDiffusionPipeline:
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=sampling_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def save_pipeline(
+    pipeline: StableDiffusionPipeline,
+    out: Path,
+    *,
+    bundle_text_encoder: bool = False,
+    card: str | None = None,
+    extra_files: dict[str, Path] | None = None,
+) -> Path:
+    """Save ``pipeline`` to ``out`` (safetensors only), atomically replacing the pipeline parts."""
+    quiet_libraries()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.save-{uuid.uuid4().hex[:8]}"
+    try:
+        pipeline.save_pretrained(tmp, safe_serialization=True)
+        source = getattr(pipeline.text_encoder.config, "originality_source", None)
+        if source in SHARED and not bundle_text_encoder:
+            for weights in (tmp / "text_encoder").glob("*.safetensors"):
+                weights.unlink()
+            (tmp / "text_encoder" / "originality_reference.json").write_text(json.dumps({"source": source}) + "\n")
+        if card is not None:
+            (tmp / "README.md").write_text(card)
+        for name, path in (extra_files or {}).items():
+            shutil.copy2(path, tmp / name)
+        for item in tmp.iterdir():
+            target = out / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _check_folder(folder: Path) -> None:
+    if not (folder / "model_index.json").is_file():
+        raise OriginalityError(f"{folder} is not a diffusers pipeline folder (no model_index.json)")
+    pickled = [p for p in folder.rglob("*") if p.suffix in {".bin", ".ckpt", ".pt", ".pth", ".pkl"}]
+    if pickled and not any(folder.rglob("*.safetensors")):
+        raise OriginalityError(f"{folder} holds only pickled weights ({pickled[0].name}); safetensors only")
+
+
+def default_model() -> Path:
+    """The model shipped inside the package."""
+    path = Path(__file__).resolve().parent.parent / "assets" / "shapes-model"
+    if not (path / "model_index.json").is_file():
+        raise OriginalityError("no shipped default model in this install; pass --model")
+    return path
+
+
+def load_pipeline(
+    model: str | Path | None = None, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> StableDiffusionPipeline:
+    """Load a pipeline from a local folder (or the shipped default when ``model`` is None)."""
+    quiet_libraries()
+    folder = default_model() if model is None else Path(model)
+    if not folder.exists():
+        raise OriginalityError(f"model folder not found: {folder}")
+    _check_folder(folder)
+    kwargs = {}
+    reference = encoder_reference(folder)
+    if reference is not None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
+        _, encoder = load_text_encoder(reference, max_length=tokenizer.model_max_length)
+        kwargs = {"text_encoder": encoder, "tokenizer": tokenizer}
+    try:
+        pipeline = StableDiffusionPipeline.from_pretrained(
+            folder,
+            use_safetensors=True,
+            safety_checker=None,
+            requires_safety_checker=False,
+            dtype=dtype,
+            **kwargs,
+        )
+    except (OSError, ValueError) as exc:
+        raise OriginalityError(f"cannot load pipeline {folder}: {str(exc).splitlines()[0]}") from exc
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline.to(device)
+
+
+@torch.no_grad()
+def generate(
+    pipeline: StableDiffusionPipeline,
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    steps: int = 50,
+    guidance_scale: float = 3.0,
+    batch_size: int = 32,
+) -> list[Image.Image]:
+    """One image per (prompt, seed) pair, each reproducible from its seed alone."""
+    if len(prompts) != len(seeds):
+        raise OriginalityError("generate needs one seed per prompt")
+    images: list[Image.Image] = []
+    device = pipeline.device
+    for start in range(0, len(prompts), batch_size):
+        chunk_prompts = list(prompts[start : start + batch_size])
+        generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds[start : start + batch_size]]
+        shape = (pipeline.unet.config.in_channels, pipeline.unet.config.sample_size, pipeline.unet.config.sample_size)
+        latents = torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device, pipeline.unet.dtype)
+        out = pipeline(
+            chunk_prompts,
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            latents=latents,
+            height=pipeline.unet.config.sample_size * pipeline.vae_scale_factor,
+            width=pipeline.unet.config.sample_size * pipeline.vae_scale_factor,
+        )
+        images.extend(out.images)
+    return images

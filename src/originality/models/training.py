@@ -1,0 +1,502 @@
+"""Train a Stable-Diffusion-style model from scratch on a shapes dataset (App. E.1).
+
+Two stages, as in the paper:
+
+1. **VAE** (``AutoencoderKL``): MSE reconstruction + a small KL term, on the images.
+2. **UNet** (``UNet2DConditionModel``) conditioned by a frozen BERT-family encoder, on
+   latents encoded *once* after stage 1 (the posterior's mean and std are cached and a
+   latent is sampled from them each step), with the latent scaling factor measured on the
+   data rather than SD's 0.18215. DDPM noise schedule, min-SNR weighting, caption dropout
+   for classifier-free guidance, EMA of the UNet weights.
+
+Everything the run needs to resume lives in ``out/training/``: a checkpoint (safetensors
+only) written atomically every ``checkpoint_every`` steps or ``checkpoint_minutes``, the
+cached latents and the loss log. The data order of every epoch and the noise of every
+step are drawn from generators seeded by (seed, stage, epoch or step), so a killed run
+resumes where it stopped and ends with the same weights as an uninterrupted one.
+``accelerate`` runs the loops: one process by default, ``accelerate launch`` for several
+GPUs (the global batch is split across processes), mixed precision by setting.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from originality import __version__
+from originality.errors import OriginalityError
+from originality.models.checkpoints import load_optimizer, optimizer_tensors, read_checkpoint, write_checkpoint
+from originality.models.config import TrainConfig
+from originality.models.pipeline import assemble, build_unet, build_vae, save_pipeline, training_scheduler
+from originality.models.text_encoders import load_text_encoder
+from originality.shapes.dataset import read_info, read_table
+
+TEXT_CACHE_BYTES = 2 * 1024**3  # cache caption embeddings when they fit in this much memory
+
+
+@dataclass
+class RunState:
+    stage: str = "vae"  # vae -> unet -> done
+    step: int = 0
+    losses: dict[str, list[tuple[int, float]]] = field(default_factory=lambda: {"vae": [], "unet": []})
+    scaling_factor: float | None = None
+    seconds: dict[str, float] = field(default_factory=lambda: {"vae": 0.0, "latents": 0.0, "unet": 0.0})
+    samples_seen: dict[str, int] = field(default_factory=lambda: {"vae": 0, "unet": 0})
+
+
+def _generator(*key: int) -> torch.Generator:
+    seed = int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0] % (2**63))
+    return torch.Generator().manual_seed(seed)
+
+
+def _batch_indices(n: int, batch: int, step: int, seed: int, stage: int) -> torch.Tensor:
+    """Indices of global batch ``step``: epochs are permutations drawn from (seed, stage, epoch)."""
+    steps_per_epoch = max(1, n // batch)  # drop the last partial batch: every step sees `batch` samples
+    epoch, offset = divmod(step, steps_per_epoch)
+    perm = torch.randperm(n, generator=_generator(seed, stage, epoch))
+    return perm[offset * batch : (offset + 1) * batch]
+
+
+def load_images(dataset: Path, config: TrainConfig, progress: bool) -> tuple[torch.Tensor, list[str], dict[str, Any]]:
+    """Decode the dataset into a uint8 tensor (N, 3, H, W) and its captions."""
+    info = read_info(dataset)
+    if info["size"] != config.resolution:
+        raise OriginalityError(
+            f"dataset {dataset} is {info['size']} px but the model is {config.resolution} px "
+            f"(make the data with --size {config.resolution} or change the resolution)"
+        )
+    table = read_table(dataset, columns=["image", "caption"])
+    if config.max_images is not None:
+        table = table.slice(0, config.max_images)
+    from tqdm.auto import tqdm
+
+    images = np.empty((table.num_rows, config.resolution, config.resolution, 3), dtype=np.uint8)
+    for i, item in enumerate(
+        tqdm(table.column("image").to_pylist(), desc="decoding images", disable=not progress, unit="img")
+    ):
+        try:
+            images[i] = np.asarray(Image.open(io.BytesIO(item["bytes"])).convert("RGB"))
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is a corrupt dataset
+            raise OriginalityError(f"corrupt image {i} in dataset {dataset}: {exc}") from exc
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), table.column("caption").to_pylist(), info
+
+
+def to_model_range(images: torch.Tensor) -> torch.Tensor:
+    return images.float().div(127.5).sub(1.0)
+
+
+class CaptionEmbeddings:
+    """Frozen-encoder embeddings of captions: cached per unique caption when they fit."""
+
+    def __init__(self, tokenizer, encoder, captions: list[str], device: torch.device, progress: bool):
+        self.tokenizer, self.encoder, self.device = tokenizer, encoder, device
+        unique = sorted(set(captions) | {""})
+        self.index = {c: i for i, c in enumerate(unique)}
+        length, width = tokenizer.model_max_length, encoder.config.hidden_size
+        self.cache: torch.Tensor | None = None
+        if len(unique) * length * width * 4 <= TEXT_CACHE_BYTES:
+            from tqdm.auto import tqdm
+
+            chunks = [
+                self._encode(unique[i : i + 256])
+                for i in tqdm(range(0, len(unique), 256), desc="encoding captions", disable=not progress)
+            ]
+            self.cache = torch.cat(chunks)
+
+    @torch.no_grad()
+    def _encode(self, prompts: list[str]) -> torch.Tensor:
+        tokens = self.tokenizer(
+            prompts,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+        return self.encoder(tokens.input_ids.to(self.device), attention_mask=tokens.attention_mask.to(self.device))[0]
+
+    def __call__(self, prompts: list[str]) -> torch.Tensor:
+        if self.cache is not None:
+            return self.cache[torch.tensor([self.index[p] for p in prompts], device=self.cache.device)]
+        return self._encode(prompts)
+
+
+class Trainer:
+    """One training run into ``out``; ``run()`` does (or resumes) both stages and saves."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        dataset: str | Path,
+        out: str | Path,
+        *,
+        overwrite: bool = False,
+        progress: bool = True,
+        command: str | None = None,
+        on_step: Callable[[str, int], None] | None = None,
+    ):
+        from accelerate import Accelerator
+
+        self.config, self.dataset, self.out = config, Path(dataset), Path(out)
+        self.progress = progress
+        self.command = command or " ".join(sys.argv)
+        self.on_step = on_step
+        self.work = self.out / "training"
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
+        self.device = self.accelerator.device
+        self._check_out(overwrite)
+
+    # -- set-up ---------------------------------------------------------------------------------------
+    def _check_out(self, overwrite: bool) -> None:
+        """Start fresh with ``overwrite``; otherwise resume a run of the same settings, or refuse."""
+        import shutil
+
+        run_file = self.work / "run.json"
+        if overwrite and self.out.exists():
+            shutil.rmtree(self.out)
+        elif run_file.is_file():
+            saved = json.loads(run_file.read_text())
+            if saved.get("fingerprint") != self.config.fingerprint():
+                raise OriginalityError(
+                    f"{self.out} holds a run with other settings (preset {saved.get('preset')!r}); "
+                    "use --overwrite to start again"
+                )
+        elif self.out.exists() and any(self.out.iterdir()):
+            raise OriginalityError(f"output folder {self.out} exists and is not empty (use --overwrite)")
+        if self.accelerator.is_main_process:
+            self.work.mkdir(parents=True, exist_ok=True)
+            run_file.write_text(
+                json.dumps(
+                    {
+                        "fingerprint": self.config.fingerprint(),
+                        "preset": self.config.preset,
+                        "config": self.config.to_dict(),
+                        "dataset": str(self.dataset),
+                    },
+                    indent=1,
+                )
+            )
+
+    def _load_state(self) -> tuple[dict[str, dict[str, torch.Tensor]], RunState]:
+        found = read_checkpoint(self.work / "checkpoint")
+        self._meta: dict[str, Any] = {}
+        if found is None:
+            return {}, RunState()
+        tensors, state = found
+        self._meta = state.get("optimizer_meta", {})
+        run = RunState(**{k: v for k, v in state.items() if k in RunState.__dataclass_fields__})
+        run.losses = {k: [tuple(x) for x in v] for k, v in run.losses.items()}
+        return tensors, run
+
+    # -- the run ----------------------------------------------------------------------------------
+    def run(self, stop_after_steps: int | None = None) -> Path:
+        """Train (resuming if a checkpoint exists) and save the pipeline into ``out``.
+
+        ``stop_after_steps`` stops early (after that many steps in this call) without
+        saving the pipeline: tests use it to simulate a killed run.
+        """
+        cfg = self.config
+        images, captions, info = load_images(self.dataset, cfg, self.progress)
+        self.info = info
+        tokenizer, encoder = load_text_encoder(
+            cfg.text_encoder, max_length=cfg.max_length, scratch=self.work / "tiny-text-encoder"
+        )
+        encoder.to(self.device)
+        tensors, run = self._load_state()
+        vae = build_vae(cfg)
+        if "vae" in tensors:
+            vae.load_state_dict(tensors["vae"])
+        budget = [stop_after_steps]
+        if run.stage == "vae" and not self._train_vae(vae, images, tensors, run, budget):
+            return self.out
+        vae = build_vae(cfg)
+        vae.load_state_dict(tensors["vae"])
+        vae.to(self.device).eval().requires_grad_(False)
+        mean, std = self._latents(vae, images, run)
+        unet = build_unet(cfg, encoder.config.hidden_size)
+        if run.stage == "unet":
+            text = CaptionEmbeddings(tokenizer, encoder, captions, self.device, self.progress)
+            if not self._train_unet(unet, mean, std, captions, text, tensors, run, budget):
+                return self.out
+            tensors, run = self._load_state()
+        unet.load_state_dict(tensors["ema"])
+        vae.register_to_config(scaling_factor=run.scaling_factor)
+        if self.accelerator.is_main_process:
+            self._save(vae.cpu(), encoder.cpu(), tokenizer, unet.cpu(), run)
+        return self.out
+
+    # -- stage 1: the VAE ----------------------------------------------------------------------------
+    def _steps(self, n: int, batch: int, epochs: float) -> int:
+        return max(1, math.ceil(epochs * max(1, n // batch)))
+
+    def _train_vae(self, vae, images, tensors, run: RunState, budget: list[int | None]) -> bool:
+        cfg, acc = self.config, self.accelerator
+        total = self._steps(len(images), cfg.vae_batch, cfg.vae_epochs)
+        optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=cfg.weight_decay)
+        if "vae_optimizer" in tensors:
+            load_optimizer(optimizer, tensors["vae_optimizer"], self._meta)
+        vae, optimizer = acc.prepare(vae, optimizer)
+        vae.train()
+
+        def step_fn(step: int) -> float:
+            idx = self._local(_batch_indices(len(images), cfg.vae_batch, step, cfg.seed, 1))
+            x = to_model_range(images[idx]).to(self.device)
+            g = _generator(cfg.seed, 1, step, 1 + acc.process_index)
+            with acc.autocast():
+                posterior = acc.unwrap_model(vae).encode(x).latent_dist
+                z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=g).to(self.device)
+                recon = acc.unwrap_model(vae).decode(z).sample
+                loss = F.mse_loss(recon.float(), x) + cfg.kl_weight * posterior.kl().mean()
+            return self._optimise(loss, vae, optimizer, step, cfg.vae_lr)
+
+        def save(run: RunState) -> None:
+            opt_tensors, meta = optimizer_tensors(optimizer)
+            self._meta = meta
+            self._checkpoint({"vae": acc.unwrap_model(vae).state_dict(), "vae_optimizer": opt_tensors}, run)
+
+        done = self._loop("vae", total, step_fn, save, run, budget, cfg.vae_batch)
+        if done:
+            run.stage, run.step = "unet", 0
+            save(run)
+            tensors["vae"] = {k: v.detach().cpu() for k, v in acc.unwrap_model(vae).state_dict().items()}
+        return done
+
+    # -- cached latents ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _latents(self, vae, images: torch.Tensor, run: RunState) -> tuple[torch.Tensor, torch.Tensor]:
+        from safetensors.torch import load_file, save_file
+
+        path = self.work / "latents.safetensors"
+        if path.is_file():
+            cached = load_file(path)
+            if len(cached["mean"]) == len(images) and run.scaling_factor is not None:
+                return cached["mean"], cached["std"]
+        start = time.perf_counter()
+        from tqdm.auto import tqdm
+
+        means, stds = [], []
+        for i in tqdm(range(0, len(images), 256), desc="encoding latents", disable=not self.progress):
+            dist = vae.encode(to_model_range(images[i : i + 256]).to(self.device)).latent_dist
+            means.append(dist.mean.float().cpu())
+            stds.append(dist.std.float().cpu())
+        mean, std = torch.cat(means), torch.cat(stds)
+        # Scale latents to unit variance, as SD's 0.18215 does for its own VAE.
+        run.scaling_factor = float(1.0 / torch.sqrt(mean.var() + (std**2).mean()))
+        run.seconds["latents"] = time.perf_counter() - start
+        if self.accelerator.is_main_process:
+            tmp = path.with_suffix(".tmp")
+            save_file({"mean": mean.contiguous(), "std": std.contiguous()}, tmp)
+            tmp.replace(path)
+        return mean, std
+
+    # -- stage 2: the UNet ------------------------------------------------------------------------------
+    def _train_unet(self, unet, mean, std, captions, text, tensors, run: RunState, budget) -> bool:
+        from diffusers.training_utils import EMAModel
+
+        cfg, acc = self.config, self.accelerator
+        scheduler = training_scheduler()
+        total = self._steps(len(mean), cfg.unet_batch, cfg.unet_epochs)
+        if "unet" in tensors:
+            unet.load_state_dict(tensors["unet"])
+        unet.to(self.device)
+        ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, foreach=True)
+        if "ema" in tensors:
+            names = [n for n, _ in unet.named_parameters()]
+            ema.shadow_params = [tensors["ema"][n].to(self.device) for n in names]
+            ema.optimization_step = run.step
+        optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg.unet_lr, weight_decay=cfg.weight_decay)
+        if "unet_optimizer" in tensors:
+            load_optimizer(optimizer, tensors["unet_optimizer"], self._meta)
+        unet, optimizer = acc.prepare(unet, optimizer)
+        unet.train()
+        alphas = scheduler.alphas_cumprod.to(self.device)
+        scale = run.scaling_factor
+        mean, std = mean.to(self.device), std.to(self.device)
+
+        def step_fn(step: int) -> float:
+            idx = self._local(_batch_indices(len(mean), cfg.unet_batch, step, cfg.seed, 2))
+            g = _generator(cfg.seed, 2, step, 1 + acc.process_index)
+            b = len(idx)
+            z = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g).to(self.device)) * scale
+            noise = torch.randn(z.shape, generator=g).to(self.device)
+            t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=g).to(self.device)
+            drop = torch.rand(b, generator=g) < cfg.caption_dropout
+            prompts = ["" if d else captions[i] for d, i in zip(drop.tolist(), idx.tolist(), strict=True)]
+            cond = text(prompts)
+            noisy = scheduler.add_noise(z, noise, t)
+            with acc.autocast():
+                pred = unet(noisy, t, encoder_hidden_states=cond).sample
+            loss = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
+            if cfg.snr_gamma is not None:
+                snr = alphas[t] / (1 - alphas[t])
+                loss = loss * torch.clamp(snr, max=cfg.snr_gamma) / snr
+            value = self._optimise(loss.mean(), unet, optimizer, step, cfg.unet_lr)
+            ema.step(acc.unwrap_model(unet).parameters())
+            return value
+
+        def save(run: RunState) -> None:
+            opt_tensors, meta = optimizer_tensors(optimizer)
+            self._meta = meta
+            model = acc.unwrap_model(unet)
+            names = [n for n, _ in model.named_parameters()]
+            shadow = dict(zip(names, ema.shadow_params, strict=True))
+            ema_state = {k: shadow.get(k, v) for k, v in model.state_dict().items()}
+            self._checkpoint(
+                {"vae": tensors["vae"], "unet": model.state_dict(), "ema": ema_state, "unet_optimizer": opt_tensors},
+                run,
+            )
+
+        done = self._loop("unet", total, step_fn, save, run, budget, cfg.unet_batch)
+        if done:
+            run.stage = "done"
+            save(run)
+        return done
+
+    # -- shared loop pieces -----------------------------------------------------------------------------
+    def _local(self, idx: torch.Tensor) -> torch.Tensor:
+        acc = self.accelerator
+        return idx[acc.process_index :: acc.num_processes]
+
+    def _optimise(self, loss: torch.Tensor, model, optimizer, step: int, lr: float) -> torch.Tensor:
+        cfg = self.config
+        for group in optimizer.param_groups:  # linear warm-up, then constant
+            group["lr"] = lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+        optimizer.zero_grad(set_to_none=True)
+        self.accelerator.backward(loss)
+        if cfg.grad_clip:
+            self.accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        return loss.detach()
+
+    def _loop(self, stage: str, total: int, step_fn, save, run: RunState, budget: list[int | None], batch: int) -> bool:
+        """Run steps ``run.step .. total``; checkpoint on cadence; False if stopped by ``budget``."""
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        bar = tqdm(
+            total=total,
+            initial=run.step,
+            desc=f"training {stage}",
+            disable=not self.progress,
+            unit="step",
+            dynamic_ncols=True,
+        )
+        started, last_save, window = time.perf_counter(), time.perf_counter(), []
+        seconds_before, last_good = run.seconds[stage], run.step
+
+        def checkpoint() -> None:
+            run.seconds[stage] = seconds_before + time.perf_counter() - started
+            save(run)
+
+        try:
+            while run.step < total:
+                if budget[0] is not None:
+                    if budget[0] <= 0:
+                        checkpoint()
+                        return False
+                    budget[0] -= 1
+                loss = float(step_fn(run.step))
+                if not math.isfinite(loss):
+                    raise OriginalityError(
+                        f"{stage} loss became {loss} at step {run.step}; stopped. The last good checkpoint "
+                        f"(step {last_good}) is kept in {self.work}: lower the learning rate and rerun"
+                    )
+                window.append(loss)
+                run.step += 1
+                run.samples_seen[stage] += batch
+                if self.on_step:
+                    self.on_step(stage, run.step)
+                if len(window) == 25 or run.step == total:
+                    run.losses[stage].append((run.step, sum(window) / len(window)))
+                    bar.set_postfix(loss=f"{run.losses[stage][-1][1]:.4f}")
+                    window = []
+                bar.update(1)
+                minutes = (time.perf_counter() - last_save) / 60
+                if run.step < total and (run.step % cfg.checkpoint_every == 0 or minutes > cfg.checkpoint_minutes):
+                    checkpoint()
+                    last_good, last_save = run.step, time.perf_counter()
+        finally:
+            bar.close()
+        run.seconds[stage] = seconds_before + time.perf_counter() - started
+        return True
+
+    def _checkpoint(self, tensors: dict[str, dict[str, torch.Tensor]], run: RunState) -> None:
+        for group, values in tensors.items():
+            if any(torch.is_floating_point(v) and not torch.isfinite(v).all() for v in values.values()):
+                raise OriginalityError(
+                    f"non-finite {group} weights at {run.stage} step {run.step}; stopped. The last good checkpoint "
+                    f"is kept in {self.work}: lower the learning rate and rerun"
+                )
+        if not self.accelerator.is_main_process:
+            return
+        state = dict(run.__dict__)
+        state["optimizer_meta"] = self._meta
+        state["fingerprint"] = self.config.fingerprint()
+        write_checkpoint(self.work / "checkpoint", tensors, state)
+
+    # -- saving ---------------------------------------------------------------------------------------------
+    def _save(self, vae, encoder, tokenizer, unet, run: RunState) -> None:
+        from originality.report.plots import loss_curves
+
+        pipeline = assemble(vae, encoder, tokenizer, unet)
+        curve = self.work / "loss.png"
+        loss_curves(run.losses, curve)
+        save_pipeline(pipeline, self.out, bundle_text_encoder=self.config.bundle_text_encoder, card=self._card(run))
+        (self.work / "summary.json").write_text(json.dumps(self._summary(run), indent=1))
+
+    def _summary(self, run: RunState) -> dict[str, Any]:
+        return {
+            "preset": self.config.preset,
+            "dataset": {
+                "path": str(self.dataset),
+                "spec": self.info["spec"]["name"],
+                "n": self.info["n"],
+                "seed": self.info["seed"],
+                "size": self.info["size"],
+            },
+            "steps": {k: len(v) and v[-1][0] for k, v in run.losses.items()},
+            "samples_seen": run.samples_seen,
+            "final_loss": {k: v[-1][1] if v else None for k, v in run.losses.items()},
+            "seconds": run.seconds,
+            "scaling_factor": run.scaling_factor,
+            "command": self.command,
+            "originality_version": __version__,
+            "config": self.config.to_dict(),
+        }
+
+    def _card(self, run: RunState) -> str:
+        s = self._summary(run)
+        return (
+            "---\nlibrary_name: diffusers\ntags: [originality, shapes, text-to-image]\n---\n\n"
+            f"# Shapes model: {s['dataset']['spec']} ({s['preset']} preset)\n\n"
+            "A Stable-Diffusion-style model trained from scratch by `originality` (Haviv et al. 2024, App. E.1): "
+            f"a VAE, then a UNet conditioned by the frozen text encoder `{self.config.text_encoder}`.\n\n"
+            f"- dataset: `{s['dataset']['spec']}`, {s['dataset']['n']} images at {s['dataset']['size']} px, "
+            f"seed {s['dataset']['seed']}\n"
+            f"- training seed: {self.config.seed}; preset: `{s['preset']}`\n"
+            f"- steps: VAE {s['steps']['vae']}, UNet {s['steps']['unet']} "
+            f"(samples seen: VAE {s['samples_seen']['vae']}, UNet {s['samples_seen']['unet']})\n"
+            f"- final losses: VAE {s['final_loss']['vae']:.5f}, UNet {s['final_loss']['unet']:.5f}\n"
+            f"- time: VAE {s['seconds']['vae']:.0f} s, latents {s['seconds']['latents']:.0f} s, "
+            f"UNet {s['seconds']['unet']:.0f} s\n"
+            f"- latent scaling factor (measured): {s['scaling_factor']:.5f}\n"
+            f"- originality {__version__}\n\n"
+            f"Made with:\n\n```\n{s['command']}\n```\n\n"
+            "Load with `originality.models.load_pipeline(folder)`; the settings are in `training/summary.json`.\n"
+        )
+
+
+def train(config: TrainConfig, dataset: str | Path, out: str | Path, **kwargs: Any) -> Path:
+    """Train (or resume) a model on ``dataset`` into the pipeline folder ``out``."""
+    return Trainer(config, dataset, out, **kwargs).run()

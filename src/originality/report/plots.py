@@ -1,0 +1,30 @@
+"""Matplotlib figures (Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def loss_curves(losses: dict[str, list[tuple[int, float]]], out: str | Path) -> Path:
+    """One panel per training stage: running loss against step, log scale."""
+    stages = [k for k, v in losses.items() if v]
+    fig, axes = plt.subplots(1, max(1, len(stages)), figsize=(4.5 * max(1, len(stages)), 3.2), squeeze=False)
+    for ax, stage in zip(axes[0], stages, strict=False):
+        steps, values = zip(*losses[stage], strict=True)
+        ax.plot(steps, values, lw=1.2)
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_title(f"{stage} loss")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -1,0 +1,111 @@
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+from diffusers import StableDiffusionPipeline
+from safetensors.torch import load_file
+
+from originality.errors import OriginalityError
+from originality.models import generate, load_pipeline, train, train_preset
+from originality.models.pipeline import save_pipeline
+from originality.models.training import Trainer
+
+
+def summary(folder):
+    return json.loads((folder / "training" / "summary.json").read_text())
+
+
+def test_tiny_trains_and_both_losses_fall(tiny_model):
+    out = tiny_model
+    state = json.loads((out / "training" / "checkpoint" / "state.json").read_text())
+    for stage in ("vae", "unet"):
+        losses = [v for _, v in state["losses"][stage]]
+        assert len(losses) >= 2 and losses[-1] < losses[0], (stage, losses)
+    s = summary(out)
+    assert s["steps"] == {"vae": 64, "unet": 128}
+    assert s["samples_seen"] == {"vae": 64 * 8, "unet": 128 * 8}
+    assert math.isfinite(s["scaling_factor"]) and s["scaling_factor"] > 0
+    assert (out / "training" / "loss.png").stat().st_size > 1000
+    card = (out / "README.md").read_text()
+    assert "originality-mix" in card and "tiny" in card
+
+
+def test_saved_folder_is_a_diffusers_pipeline_and_reloads_identically(tiny_model, tmp_path):
+    out = tiny_model
+    plain = StableDiffusionPipeline.from_pretrained(out, safety_checker=None, requires_safety_checker=False)
+    assert plain.vae.config.scaling_factor == pytest.approx(summary(out)["scaling_factor"])
+    prompts, seeds = ["big red full circle and big blue full square", ""], [3, 4]
+    first = generate(load_pipeline(out), prompts, seeds, steps=4)
+    save_pipeline(load_pipeline(out), tmp_path / "copy")
+    again = generate(load_pipeline(tmp_path / "copy"), prompts, seeds, steps=4)
+    for a, b in zip(first, again, strict=True):
+        assert a.tobytes() == b.tobytes()
+    different_seed = generate(load_pipeline(out), prompts[:1], [5], steps=4)
+    assert different_seed[0].tobytes() != first[0].tobytes()
+
+
+@pytest.fixture(scope="module")
+def whole_and_other_seed(small_data, tmp_path_factory):
+    config = dataclasses.replace(train_preset("tiny"), checkpoint_every=10)
+    root = tmp_path_factory.mktemp("resume")
+    whole = train(config, small_data, root / "whole", progress=False)
+    other = train(dataclasses.replace(config, seed=1), small_data, root / "other", progress=False)
+    return whole, other
+
+
+@pytest.mark.parametrize("stop_after", [10, 30])  # in the VAE stage (16 steps); in the UNet stage (32)
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(
+    small_data, tiny_config, tmp_path, stop_after, whole_and_other_seed
+):
+    whole, other_seed = whole_and_other_seed
+    Trainer(tiny_config, small_data, tmp_path / "resumed", progress=False).run(stop_after_steps=stop_after)
+    assert not (tmp_path / "resumed" / "model_index.json").exists()
+    resumed = Trainer(tiny_config, small_data, tmp_path / "resumed", progress=False).run()
+    for part in ("unet", "vae"):
+        a, b, c = (load_file(f / part / "diffusion_pytorch_model.safetensors") for f in (whole, resumed, other_seed))
+        assert a.keys() == b.keys()
+        # Same data order, noise and optimizer state: equal up to float rounding (a fresh process may sum
+        # in another order, ~1e-5 here), while another seed moves the weights by ~0.5.
+        assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4, part
+        assert max((a[k] - c[k]).abs().max().item() for k in a) > 1e-2, part
+
+
+def test_minilm_encoder_is_referenced_not_copied(small_data, tiny_config, tmp_path):
+    config = dataclasses.replace(tiny_config, text_encoder="minilm", unet_epochs=0.2, vae_epochs=0.2)
+    out = train(config, small_data, tmp_path / "m", progress=False)
+    assert not list((out / "text_encoder").glob("*.safetensors"))
+    pipeline = load_pipeline(out)
+    assert pipeline.text_encoder.config.hidden_size == 384
+    assert pipeline.text_encoder.config.use_attention_mask
+    assert pipeline.tokenizer.model_max_length == 48
+    (image,) = generate(pipeline, ["big red full circle"], [0], steps=2)
+    assert image.size == (32, 32)
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(small_data, tiny_config, tmp_path):
+    broken = dataclasses.replace(tiny_config, snr_gamma=float("nan"))  # NaN loss weights in the UNet stage
+    with pytest.raises(OriginalityError, match="unet loss became nan at step 0"):
+        train(broken, small_data, tmp_path / "m", progress=False)
+    state = json.loads((tmp_path / "m" / "training" / "checkpoint" / "state.json").read_text())
+    assert state["stage"] == "unet"  # the finished VAE stage survived
+    vae = load_file(tmp_path / "m" / "training" / "checkpoint" / "vae.safetensors")
+    assert all(torch.isfinite(v).all() for v in vae.values())
+
+
+def test_bad_inputs(small_data, tiny_config, tmp_path):
+    with pytest.raises(OriginalityError, match="unknown training preset 'huge'"):
+        train_preset("huge")
+    with pytest.raises(OriginalityError, match="is 32 px but the model is 64 px"):
+        train(dataclasses.replace(tiny_config, resolution=64), small_data, tmp_path / "a", progress=False)
+    with pytest.raises(OriginalityError, match="dataset folder not found"):
+        train(tiny_config, tmp_path / "missing", tmp_path / "b", progress=False)
+    with pytest.raises(OriginalityError, match="cannot load text encoder 'no/such-model'"):
+        train(
+            dataclasses.replace(tiny_config, text_encoder="no/such-model"), small_data, tmp_path / "c", progress=False
+        )
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x").write_text("x")
+    with pytest.raises(OriginalityError, match="exists and is not empty"):
+        train(tiny_config, small_data, tmp_path / "d", progress=False)
