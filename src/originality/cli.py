@@ -123,7 +123,7 @@ def _train(args: argparse.Namespace) -> None:
         else:
             data[key] = value
     config = TrainConfig.from_dict(data)
-    command = "originality " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "originality " + " ".join(shlex.quote(a) for a in args.argv)
     out = train(config, args.data, args.out, overwrite=args.overwrite, progress=not args.quiet, command=command)
     print(f"saved pipeline to {out} (model card: {out / 'README.md'})")
 
@@ -229,7 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         args.func(args)
     except OriginalityError as exc:
