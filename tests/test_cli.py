@@ -40,14 +40,42 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path, args, message):
 
 def test_train_then_sample_and_resume_refusal(tmp_path):
     data, model = tmp_path / "data", tmp_path / "model"
-    assert main(["data", "make", "--spec", "originality-mix", "--n", "64", "--size", "32", "--out", str(data),
-                 "--quiet"]) == 0
-    args = ["train", "--data", str(data), "--out", str(model), "--preset", "tiny", "--quiet", "--set",
-            "unet_epochs=0.5"]
+    assert (
+        main(["data", "make", "--spec", "originality-mix", "--n", "64", "--size", "32", "--out", str(data), "--quiet"])
+        == 0
+    )
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(model),
+        "--preset",
+        "tiny",
+        "--quiet",
+        "--set",
+        "unet_epochs=0.5",
+    ]
     assert main(args) == 0
     assert "originality train" in (model / "README.md").read_text()
-    assert main(["sample", "--model", str(model), "--prompt", "big red full circle", "--seeds", "2", "--steps", "2",
-                 "--out", str(tmp_path / "grid.png")]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                str(model),
+                "--prompt",
+                "big red full circle",
+                "--seeds",
+                "2",
+                "--steps",
+                "2",
+                "--out",
+                str(tmp_path / "grid.png"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "grid.png").is_file()
     result = run(*args[:-1], "unet_epochs=1")
     assert result.returncode == 2 and "holds a run with other settings" in result.stderr

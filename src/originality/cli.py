@@ -146,6 +146,60 @@ def _sample(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
+def _detector_train(args: argparse.Namespace) -> None:
+    from originality.detection.training import train_detector
+
+    detector = train_detector(
+        args.train,
+        args.val,
+        args.out,
+        epochs=args.epochs,
+        batch=args.batch,
+        workers=args.workers,
+        seed=args.seed,
+        verbose=not args.quiet,
+    )
+    print(f"saved detector to {args.out} ({detector.yaml}, {detector.imgsz} px)")
+
+
+def _detector_evaluate(args: argparse.Namespace) -> None:
+    from originality.detection.detector import ElementDetector
+    from originality.detection.evaluation import evaluate, write_evaluation
+
+    detector = ElementDetector.load(args.detector)
+    report = evaluate(detector, args.data, threshold=args.threshold)
+    json_path, png = write_evaluation(report, args.out)
+    acc = ", ".join(f"{k} {v:.4f}" for k, v in report["attribute_accuracy"].items() if v is not None)
+    print(
+        f"{report['images']} images, {report['elements']} elements at confidence >= {report['threshold']}: "
+        f"precision {report['precision']:.4f}, recall {report['recall']:.4f}; exact images "
+        f"{report['exact_images']:.4f}; attribute accuracy: {acc}\nwrote {json_path} and {png}"
+    )
+
+
+def _detector_detect(args: argparse.Namespace) -> None:
+    from PIL import ImageDraw
+
+    from originality.detection.detector import ElementDetector, to_rgb
+
+    detector = ElementDetector.load(args.detector)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    images = [to_rgb(p) for p in args.images]
+    for path, image, found in zip(args.images, images, detector.detect(images, threshold=args.threshold), strict=True):
+        scale = max(1, 256 // image.width)
+        canvas = image.resize((image.width * scale, image.height * scale), resample=0)
+        draw = ImageDraw.Draw(canvas)
+        for d in found:
+            draw.rectangle([v * scale for v in d.box], outline=(0, 0, 0))
+            draw.text(
+                (d.box[0] * scale, max(0, d.box[1] * scale - 10)), f"{d.element} {d.confidence:.2f}", fill=(0, 0, 0)
+            )
+        target = out / (Path(path).stem + "-boxes.png")
+        canvas.save(target)
+        print(f"{path}: " + ("; ".join(f"{d.element} ({d.confidence:.2f})" for d in found) or "nothing"))
+
+
 def _demo(args: argparse.Namespace) -> None:
     from originality.report.grids import dataset_contact_sheet
     from originality.shapes.dataset import make_dataset
@@ -219,6 +273,31 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--guidance", type=float, default=3.0)
     sample.add_argument("--out", required=True, help="PNG file")
     sample.set_defaults(func=_sample)
+
+    det = sub.add_parser("detector", help="train, evaluate and run the element detector")
+    detsub = det.add_subparsers(dest="detector_command", required=True)
+    dtrain = detsub.add_parser("train", help="train YOLO on shapes datasets (needs the 'detector' extra)")
+    dtrain.add_argument("--train", required=True, help="shapes dataset folder to train on")
+    dtrain.add_argument("--val", required=True, help="shapes dataset folder for validation")
+    dtrain.add_argument("--out", required=True, help="folder for detector.safetensors and detector.json")
+    dtrain.add_argument("--epochs", type=int, default=20)
+    dtrain.add_argument("--batch", type=int, default=64)
+    dtrain.add_argument("--workers", type=int, default=2)
+    dtrain.add_argument("--seed", type=int, default=0)
+    dtrain.add_argument("--quiet", action="store_true")
+    dtrain.set_defaults(func=_detector_train)
+    deval = detsub.add_parser("evaluate", help="precision/recall and confusion matrices on a shapes dataset")
+    deval.add_argument("--data", required=True)
+    deval.add_argument("--detector", help="detector folder (default: the shipped one)")
+    deval.add_argument("--threshold", type=float, default=None, help="confidence (default 0.9)")
+    deval.add_argument("--out", required=True, help="folder for evaluation.json and evaluation.png")
+    deval.set_defaults(func=_detector_evaluate)
+    ddetect = detsub.add_parser("detect", help="detect elements in images and draw the boxes")
+    ddetect.add_argument("images", nargs="+")
+    ddetect.add_argument("--detector", help="detector folder (default: the shipped one)")
+    ddetect.add_argument("--threshold", type=float, default=None)
+    ddetect.add_argument("--out", required=True, help="folder for the annotated PNGs")
+    ddetect.set_defaults(func=_detector_detect)
 
     demo = sub.add_parser("demo", help="the main job on the embedded default")
     demo.add_argument("--out", default="outputs/demo")

@@ -109,3 +109,12 @@ def test_bad_inputs(small_data, tiny_config, tmp_path):
     (tmp_path / "d" / "x").write_text("x")
     with pytest.raises(OriginalityError, match="exists and is not empty"):
         train(tiny_config, small_data, tmp_path / "d", progress=False)
+
+
+def test_rerun_with_more_epochs_continues_the_run(small_data, tiny_config, tmp_path):
+    short = dataclasses.replace(tiny_config, unet_epochs=0.5)
+    out = train(short, small_data, tmp_path / "m", progress=False)
+    assert summary(out)["steps"]["unet"] == 8
+    out = train(dataclasses.replace(tiny_config, unet_epochs=1.0), small_data, tmp_path / "m", progress=False)
+    assert summary(out)["steps"]["unet"] == 16
+    assert summary(out)["samples_seen"]["vae"] == 16 * 8  # the VAE was not trained again

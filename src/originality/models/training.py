@@ -218,6 +218,8 @@ class Trainer:
         if "vae" in tensors:
             vae.load_state_dict(tensors["vae"])
         budget = [stop_after_steps]
+        if run.stage == "done" and run.step < self._steps(len(images), cfg.unet_batch, cfg.unet_epochs):
+            run.stage = "unet"  # more epochs asked for: continue the finished run
         if run.stage == "vae" and not self._train_vae(vae, images, tensors, run, budget):
             return self.out
         vae = build_vae(cfg)

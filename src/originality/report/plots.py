@@ -28,3 +28,26 @@ def loss_curves(losses: dict[str, list[tuple[int, float]]], out: str | Path) -> 
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def confusion_matrices(confusion: dict[str, dict], out: str | Path, title: str = "") -> Path:
+    """One panel per attribute: true value (rows) against detected value (columns)."""
+    fig, axes = plt.subplots(1, len(confusion), figsize=(3.4 * len(confusion), 3.4))
+    for ax, (name, data) in zip(axes, confusion.items(), strict=True):
+        labels, matrix = data["labels"], data["matrix"]
+        ax.imshow(matrix, cmap="Blues")
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel("detected")
+        ax.set_ylabel("true")
+        ax.set_title(name)
+        for i, row in enumerate(matrix):
+            for j, value in enumerate(row):
+                ax.text(j, i, str(value), ha="center", va="center", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,0 +1,216 @@
+"""The element detector: images in, per image a list of detections (element, box, confidence).
+
+The paper reads generated images with a YOLOv8 detector fine-tuned on the shapes data,
+keeping detections at confidence >= 0.9 (App. B.1). This module is the project's own small
+interface to it; Ultralytics (AGPL-3.0, the ``detector`` extra) is touched only here and in
+:mod:`originality.detection.training`, so another detector can be swapped in.
+
+One class per element (60 classes): YOLO assigns one label per box, and an element is the
+unit the experiments compare. Weights are stored as safetensors and the network is rebuilt
+from its Ultralytics yaml; no pickle is ever loaded.
+
+Input images are converted to RGB (transparency composited on white). A square image of
+another size is resized (area averaging when shrinking, bilinear when growing) to the
+detector's input size, and boxes are reported in the input image's own pixels; a
+non-square image is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from originality.errors import OriginalityError
+from originality.shapes.captions import parse_caption
+from originality.shapes.vocabulary import ALL_ELEMENTS, Element
+
+DEFAULT_THRESHOLD = 0.9
+WEIGHTS = "detector.safetensors"
+META = "detector.json"
+
+
+@dataclass(frozen=True)
+class Detection:
+    element: Element
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in the input image's pixels
+    confidence: float
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        x0, y0, x1, y1 = self.box
+        return ((x0 + x1) / 2, (y0 + y1) / 2)
+
+
+def element_multiset(detections: Iterable[Detection]) -> Counter[Element]:
+    """The elements found in one image, with multiplicity."""
+    return Counter(d.element for d in detections)
+
+
+def matches_caption(detections: Iterable[Detection], caption: str | Sequence[Element]) -> bool:
+    """Whether the detected elements are exactly the caption's (as multisets, order ignored)."""
+    elements = parse_caption(caption) if isinstance(caption, str) else list(caption)
+    return element_multiset(detections) == Counter(elements)
+
+
+def centres(detections: Iterable[Detection]) -> list[tuple[float, float]]:
+    return [d.centre for d in detections]
+
+
+def import_ultralytics():
+    """Import Ultralytics offline, without its process-wide side effects.
+
+    Importing it replaces ``PIL.Image.open`` for the whole process with a wrapper that tries
+    to pip-install a HEIF plugin whenever Pillow cannot identify a file; Pillow's own is put
+    back, and automatic installs are switched off.
+    """
+    import os
+
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    try:
+        import ultralytics
+        from ultralytics.utils import patches
+    except ImportError as exc:
+        raise OriginalityError("the detector needs Ultralytics: pip install 'originality[detector]'") from exc
+    Image.open = getattr(patches, "_image_open", Image.open)
+    return ultralytics
+
+
+def to_rgb(image: Image.Image | np.ndarray | str | Path) -> Image.Image:
+    """An RGB PIL image from a PIL image, an array or a file; transparency goes on white."""
+    if isinstance(image, str | Path):
+        try:
+            with Image.open(image) as opened:
+                opened.load()
+                image = opened.copy()
+        except (OSError, ValueError) as exc:
+            raise OriginalityError(f"cannot read image {image}: {exc}") from exc
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    if image.width == 0 or image.height == 0:
+        raise OriginalityError("empty image (0 pixels)")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).clip(0, 255).astype(np.uint8))
+    return image.convert("RGB")
+
+
+class ElementDetector:
+    """Batched inference of a YOLO ``DetectionModel`` whose classes are the 60 elements."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        imgsz: int = 64,
+        yaml: str = "yolov8n.yaml",
+        threshold: float = DEFAULT_THRESHOLD,
+        iou: float = 0.5,
+        device: str | torch.device = "cpu",
+    ):
+        self.model = model.to(device).eval()
+        self.imgsz, self.yaml, self.threshold, self.iou = imgsz, yaml, threshold, iou
+        self.device = torch.device(device)
+
+    # -- persistence ------------------------------------------------------------------------------
+    @staticmethod
+    def build(yaml: str = "yolov8n.yaml") -> torch.nn.Module:
+        """The untrained network, from its Ultralytics yaml (no download, no pickle)."""
+        import_ultralytics()
+        from ultralytics.nn.tasks import DetectionModel
+
+        return DetectionModel(cfg=yaml, nc=len(ALL_ELEMENTS), verbose=False)
+
+    def save(self, folder: str | Path, extra: dict | None = None) -> Path:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, folder / WEIGHTS)
+        meta = {"yaml": self.yaml, "imgsz": self.imgsz, "classes": [e.phrase for e in ALL_ELEMENTS], **(extra or {})}
+        (folder / META).write_text(json.dumps(meta, indent=1) + "\n")
+        return folder
+
+    @classmethod
+    def load(
+        cls,
+        folder: str | Path | None = None,
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        device: str | torch.device = "cpu",
+    ) -> ElementDetector:
+        """Load a saved detector (the one shipped in the package when ``folder`` is None)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        folder = Path(folder) if folder is not None else default_detector_dir()
+        if not (folder / WEIGHTS).is_file() or not (folder / META).is_file():
+            raise OriginalityError(f"no detector weights in {folder} (expected {WEIGHTS} and {META})")
+        meta = json.loads((folder / META).read_text())
+        if meta.get("classes") != [e.phrase for e in ALL_ELEMENTS]:
+            raise OriginalityError(f"detector in {folder} was trained on other classes")
+        model = cls.build(meta["yaml"])
+        try:
+            model.load_state_dict(load_file(folder / WEIGHTS))
+        except (SafetensorError, RuntimeError, OSError) as exc:
+            raise OriginalityError(f"corrupt detector weights in {folder}: {str(exc).splitlines()[0]}") from exc
+        model.fuse(verbose=False) if "verbose" in model.fuse.__code__.co_varnames else model.fuse()
+        return cls(model, imgsz=meta["imgsz"], yaml=meta["yaml"], threshold=threshold, device=device)
+
+    # -- inference --------------------------------------------------------------------------------
+    def _tensor(self, images: Sequence[Image.Image]) -> tuple[torch.Tensor, list[float]]:
+        arrays, scales = [], []
+        for image in images:
+            if image.width != image.height:
+                raise OriginalityError(f"the detector reads square images; got {image.width}x{image.height}")
+            scales.append(image.width / self.imgsz)
+            if image.width != self.imgsz:
+                method = Image.Resampling.BOX if image.width > self.imgsz else Image.Resampling.BILINEAR
+                image = image.resize((self.imgsz, self.imgsz), method)
+            arrays.append(np.asarray(image, dtype=np.uint8))
+        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255)
+        return batch.to(self.device), scales
+
+    @torch.no_grad()
+    def detect(
+        self,
+        images: Sequence[Image.Image | np.ndarray | str | Path],
+        *,
+        threshold: float | None = None,
+        batch_size: int = 256,
+    ) -> list[list[Detection]]:
+        """Detections per image, at confidence >= ``threshold`` (default 0.9)."""
+        import_ultralytics()
+        from ultralytics.utils.nms import non_max_suppression
+
+        threshold = self.threshold if threshold is None else threshold
+        results: list[list[Detection]] = []
+        for start in range(0, len(images), batch_size):
+            chunk = [to_rgb(im) for im in images[start : start + batch_size]]
+            x, scales = self._tensor(chunk)
+            raw = self.model(x)
+            raw = raw[0] if isinstance(raw, tuple | list) else raw
+            kept = non_max_suppression(raw, conf_thres=threshold, iou_thres=self.iou, agnostic=True, max_det=50)
+            for boxes, scale in zip(kept, scales, strict=True):
+                results.append(
+                    [
+                        Detection(ALL_ELEMENTS[int(c)], tuple(float(v) * scale for v in box), float(conf))
+                        for *box, conf, c in boxes[:, :6].tolist()
+                    ]
+                )
+        return results
+
+
+def default_detector_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "assets" / "detector"
