@@ -97,32 +97,17 @@ def _parse_overrides(pairs: list[str]) -> dict:
 
 
 def _train(args: argparse.Namespace) -> None:
-    import dataclasses
     import shlex
 
-    from originality.models.config import TrainConfig, train_preset
+    from originality.models.config import train_preset, with_overrides
     from originality.models.training import train
 
-    config = train_preset(args.preset)
     overrides = _parse_overrides(args.set or [])
     if args.text_encoder:
         overrides["text_encoder"] = args.text_encoder
     if args.max_images:
         overrides["max_images"] = args.max_images
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    for key in overrides:
-        if key.split(".")[0] not in known:
-            raise OriginalityError(f"unknown training setting {key!r}")
-    data = config.to_dict()
-    for key, value in overrides.items():
-        if "." in key:
-            part, sub = key.split(".", 1)
-            if sub not in data[part]:
-                raise OriginalityError(f"unknown training setting {key!r}")
-            data[part][sub] = value
-        else:
-            data[key] = value
-    config = TrainConfig.from_dict(data)
+    config = with_overrides(train_preset(args.preset), overrides)
     command = "originality " + " ".join(shlex.quote(a) for a in args.argv)
     out = train(config, args.data, args.out, overwrite=args.overwrite, progress=not args.quiet, command=command)
     print(f"saved pipeline to {out} (model card: {out / 'README.md'})")

@@ -189,6 +189,20 @@ def _paper() -> TrainConfig:
     )
 
 
+def with_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """A copy of ``config`` with settings replaced; nested ones as ``"unet.layers_per_block"``."""
+    data = config.to_dict()
+    for key, value in overrides.items():
+        part, _, sub = key.partition(".")
+        if part not in data or (sub and (not isinstance(data[part], dict) or sub not in data[part])):
+            raise OriginalityError(f"unknown training setting {key!r}")
+        if sub:
+            data[part][sub] = value
+        else:
+            data[part] = value
+    return TrainConfig.from_dict(data)
+
+
 PRESETS = {"tiny": _tiny, "cpu": _cpu, "ship": _ship, "paper": _paper}
 
 

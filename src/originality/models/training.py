@@ -132,6 +132,19 @@ class CaptionEmbeddings:
         return self._encode(prompts)
 
 
+class VAEObjective(torch.nn.Module):
+    """Reconstruction MSE + ``kl_weight`` x KL for a latent sampled with the given noise."""
+
+    def __init__(self, vae, kl_weight: float):
+        super().__init__()
+        self.vae, self.kl_weight = vae, kl_weight
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        posterior = self.vae.encode(x).latent_dist
+        recon = self.vae.decode(posterior.mean + posterior.std * eps).sample
+        return F.mse_loss(recon.float(), x) + self.kl_weight * posterior.kl().mean()
+
+
 class Trainer:
     """One training run into ``out``; ``run()`` does (or resumes) both stages and saves."""
 
@@ -163,8 +176,10 @@ class Trainer:
         import shutil
 
         run_file = self.work / "run.json"
+        main = self.accelerator.is_main_process
         if overwrite and self.out.exists():
-            shutil.rmtree(self.out)
+            if main:
+                shutil.rmtree(self.out)
         elif run_file.is_file():
             saved = json.loads(run_file.read_text())
             if saved.get("fingerprint") != self.config.fingerprint():
@@ -174,7 +189,8 @@ class Trainer:
                 )
         elif self.out.exists() and any(self.out.iterdir()):
             raise OriginalityError(f"output folder {self.out} exists and is not empty (use --overwrite)")
-        if self.accelerator.is_main_process:
+        self.accelerator.wait_for_everyone()  # no rank reads the folder while rank 0 clears it
+        if main:
             self.work.mkdir(parents=True, exist_ok=True)
             run_file.write_text(
                 json.dumps(
@@ -242,36 +258,39 @@ class Trainer:
     def _steps(self, n: int, batch: int, epochs: float) -> int:
         return max(1, math.ceil(epochs * max(1, n // batch)))
 
+    def _latent_side(self) -> tuple[int, int]:
+        side = self.config.resolution // 2 ** (len(self.config.vae.block_out_channels) - 1)
+        return side, side
+
     def _train_vae(self, vae, images, tensors, run: RunState, budget: list[int | None]) -> bool:
         cfg, acc = self.config, self.accelerator
         total = self._steps(len(images), cfg.vae_batch, cfg.vae_epochs)
         optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=cfg.weight_decay)
         if "vae_optimizer" in tensors:
             load_optimizer(optimizer, tensors["vae_optimizer"], self._meta)
-        vae, optimizer = acc.prepare(vae, optimizer)
-        vae.train()
+        # The objective is one module so that its forward goes through DDP under `accelerate launch`.
+        objective, optimizer = acc.prepare(VAEObjective(vae, cfg.kl_weight), optimizer)
+        objective.train()
 
         def step_fn(step: int) -> float:
             idx = self._local(_batch_indices(len(images), cfg.vae_batch, step, cfg.seed, 1))
             x = to_model_range(images[idx]).to(self.device)
             g = _generator(cfg.seed, 1, step, 1 + acc.process_index)
+            eps = torch.randn((len(idx), cfg.vae.latent_channels, *self._latent_side()), generator=g).to(self.device)
             with acc.autocast():
-                posterior = acc.unwrap_model(vae).encode(x).latent_dist
-                z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=g).to(self.device)
-                recon = acc.unwrap_model(vae).decode(z).sample
-                loss = F.mse_loss(recon.float(), x) + cfg.kl_weight * posterior.kl().mean()
-            return self._optimise(loss, vae, optimizer, step, cfg.vae_lr)
+                loss = objective(x, eps)
+            return self._optimise(loss, objective, optimizer, step, cfg.vae_lr)
 
         def save(run: RunState) -> None:
             opt_tensors, meta = optimizer_tensors(optimizer)
             self._meta = meta
-            self._checkpoint({"vae": acc.unwrap_model(vae).state_dict(), "vae_optimizer": opt_tensors}, run)
+            self._checkpoint({"vae": acc.unwrap_model(objective).vae.state_dict(), "vae_optimizer": opt_tensors}, run)
 
         done = self._loop("vae", total, step_fn, save, run, budget, cfg.vae_batch)
         if done:
             run.stage, run.step = "unet", 0
             save(run)
-            tensors["vae"] = {k: v.detach().cpu() for k, v in acc.unwrap_model(vae).state_dict().items()}
+            tensors["vae"] = {k: v.detach().cpu() for k, v in acc.unwrap_model(objective).vae.state_dict().items()}
         return done
 
     # -- cached latents ---------------------------------------------------------------------------------
