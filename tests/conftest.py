@@ -1,5 +1,6 @@
 import os
 
+import pytest
 import torch
 
 # pytest-xdist runs one process per core: more than one torch thread each oversubscribes the
@@ -7,3 +8,22 @@ import torch
 if "PYTEST_XDIST_WORKER" in os.environ:
     torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """512 originality-mix images at 32 px."""
+    from originality.shapes import preset
+    from originality.shapes.dataset import make_dataset
+
+    return make_dataset(
+        preset("originality-mix"), 512, tmp_path_factory.mktemp("data") / "mix", size=32, progress=False
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_data, tmp_path_factory):
+    """The tiny preset trained once on ``tiny_data`` (64 VAE + 128 UNet steps): a BERT-based pipeline."""
+    from originality.models import train, train_preset
+
+    return train(train_preset("tiny"), tiny_data, tmp_path_factory.mktemp("models") / "tiny", progress=False)

@@ -1,0 +1,249 @@
+"""Multi-token textual inversion (Gal et al. 2022, extended to m tokens as in Sec. 3.1).
+
+Learn m new token embeddings S*_m (all initialised from the domain's initial token) with
+which the frozen pipeline's UNet denoises the query image, prompted through templates
+such as "a photo of {}". Done the efficient way:
+
+* the query is encoded to latents once (posterior mean and std; a latent is sampled from
+  them each step, as re-encoding would);
+* the only optimised parameters are the m new vectors. They enter through a forward hook
+  on the text encoder's input embedding, which swaps them in for the placeholder ids: no
+  Adam state for the whole embedding table, no per-step restore of frozen rows, and the
+  same code serves BERT (our shapes models) and CLIP (Stable Diffusion) encoders;
+* each step encodes only the distinct prompts of its batch;
+* horizontal flips are off by default: they change the image whose originality is measured.
+
+The placeholder tokens follow diffusers' multi-vector naming (``<s*>``, ``<s*>_1``, ...), so
+the saved ``learned_embeds.safetensors`` (``{"<s*>": tensor(m, dim)}``) loads with
+``pipeline.load_textual_inversion``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from originality.errors import OriginalityError
+
+PLACEHOLDER = "<s*>"
+
+
+def placeholder_tokens(m: int) -> list[str]:
+    return [PLACEHOLDER] + [f"{PLACEHOLDER}_{i}" for i in range(1, m)]
+
+
+def placeholder_phrase(m: int) -> str:
+    return " ".join(placeholder_tokens(m))
+
+
+@dataclass
+class InversionSettings:
+    steps: int = 2000  # paper: 2000
+    batch_size: int = 20  # paper: 20
+    lr: float = 5e-4  # paper: 5e-4
+    templates: Sequence[str] = ("a photo of {}",)
+    initializer: str = "house"
+    flip: bool = False
+    # Convergence stop (0 disables): every `check_every` steps compare the mean loss of the last
+    # window with the window before; stop when it improved by less than `min_improvement`.
+    check_every: int = 0
+    min_improvement: float = 0.01
+    seed: int = 0
+
+
+@dataclass
+class Inversion:
+    m: int
+    embeddings: torch.Tensor  # (m, dim), float32, on the CPU
+    losses: list[float] = field(default_factory=list)
+    steps: int = 0
+    stopped_early: bool = False
+
+
+def add_placeholders(pipeline, m: int) -> list[int]:
+    """Make sure tokens ``<s*>``, ``<s*>_1``, ... (m of them) exist; return their ids."""
+    tokenizer, encoder = pipeline.tokenizer, pipeline.text_encoder
+    tokens = placeholder_tokens(m)
+    missing = [t for t in tokens if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_tokens(missing)
+        encoder.resize_token_embeddings(len(tokenizer))
+    return tokenizer.convert_tokens_to_ids(tokens)
+
+
+def initial_vector(pipeline, word: str) -> torch.Tensor:
+    """The input embedding of the domain's initial token (mean of its pieces if it splits)."""
+    ids = pipeline.tokenizer(word, add_special_tokens=False).input_ids
+    if not ids:
+        raise OriginalityError(f"initial token {word!r} is empty for this tokenizer")
+    table = pipeline.text_encoder.get_input_embeddings().weight
+    return table[torch.tensor(ids, device=table.device)].detach().float().mean(0)
+
+
+def set_embeddings(pipeline, embeddings: torch.Tensor) -> None:
+    """Write learned vectors into the placeholder rows, for generation through the pipeline."""
+    ids = add_placeholders(pipeline, len(embeddings))
+    table = pipeline.text_encoder.get_input_embeddings().weight
+    with torch.no_grad():
+        table[torch.tensor(ids, device=table.device)] = embeddings.to(table.device, table.dtype)
+
+
+def encode_prompts(pipeline, prompts: list[str]) -> torch.Tensor:
+    """Prompt embeddings as the pipeline computes them (attention mask when the encoder wants one)."""
+    tokenizer, encoder = pipeline.tokenizer, pipeline.text_encoder
+    tokens = tokenizer(
+        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    )
+    mask = tokens.attention_mask.to(encoder.device) if getattr(encoder.config, "use_attention_mask", False) else None
+    return encoder(tokens.input_ids.to(encoder.device), attention_mask=mask)[0]
+
+
+def image_latents(pipeline, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std of the query's latents, scaled by the VAE's scaling factor."""
+    vae = pipeline.vae
+    side = pipeline.unet.config.sample_size * pipeline.vae_scale_factor
+    if image.size != (side, side):
+        raise OriginalityError(f"query must be {side}x{side} for this model; got {image.width}x{image.height}")
+    x = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        dist = vae.encode(x.to(vae.device, vae.dtype)).latent_dist
+    scale = vae.config.scaling_factor
+    return dist.mean.float() * scale, dist.std.float() * scale
+
+
+def invert(
+    pipeline,
+    image: Image.Image,
+    m: int,
+    settings: InversionSettings,
+    *,
+    progress: bool = False,
+    latents: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> Inversion:
+    """Learn ``m`` token embeddings that make the frozen ``pipeline`` reconstruct ``image``."""
+    from diffusers import DDPMScheduler
+    from tqdm.auto import tqdm
+
+    if m < 1:
+        raise OriginalityError(f"the number of tokens must be >= 1, got {m}")
+    unet, encoder = pipeline.unet, pipeline.text_encoder
+    device = unet.device
+    ids = torch.tensor(add_placeholders(pipeline, m), device=device)
+    mean, std = latents if latents is not None else image_latents(pipeline, image)
+    noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
+    init = initial_vector(pipeline, settings.initializer)
+    learned = torch.nn.Parameter(init.repeat(m, 1).to(device))
+    optimizer = torch.optim.AdamW([learned], lr=settings.lr, weight_decay=0.0)
+    embedding = encoder.get_input_embeddings()
+
+    def swap_in(_module, inputs, output):
+        hits = inputs[0].unsqueeze(-1) == ids  # (batch, length, m)
+        if not hits.any():
+            return output
+        replacement = hits.to(output.dtype) @ learned.to(output.dtype)  # rows of the learned vectors
+        keep = (~hits.any(-1, keepdim=True)).to(output.dtype)
+        return output * keep + replacement
+
+    phrase = placeholder_phrase(m)
+    templates = [t.format(phrase) for t in settings.templates]
+    generator = torch.Generator().manual_seed(settings.seed)
+    result = Inversion(m=m, embeddings=learned.detach().cpu())
+    hook = embedding.register_forward_hook(swap_in)
+    states = [(p, p.requires_grad) for p in [*unet.parameters(), *encoder.parameters(), *pipeline.vae.parameters()]]
+    for p, _ in states:
+        p.requires_grad_(False)
+    try:
+        bar = tqdm(range(settings.steps), desc=f"inverting m={m}", disable=not progress, leave=False)
+        for step in bar:
+            b = settings.batch_size
+            which = torch.randint(len(templates), (b,), generator=generator)
+            unique, inverse = torch.unique(which, return_inverse=True)
+            cond = encode_prompts(pipeline, [templates[i] for i in unique.tolist()])[inverse.to(device)]
+            z = mean + std * torch.randn((b, *mean.shape[1:]), generator=generator).to(device)
+            if settings.flip:
+                flip = torch.rand(b, generator=generator) < 0.5
+                z = torch.where(flip.to(device)[:, None, None, None], z.flip(-1), z)
+            noise = torch.randn(z.shape, generator=generator).to(device)
+            t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (b,), generator=generator).to(device)
+            noisy = noise_scheduler.add_noise(z, noise, t)
+            pred = unet(noisy.to(unet.dtype), t, encoder_hidden_states=cond.to(unet.dtype)).sample
+            target = (
+                noise
+                if noise_scheduler.config.prediction_type == "epsilon"
+                else (noise_scheduler.get_velocity(z, noise, t))
+            )
+            loss = F.mse_loss(pred.float(), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            value = loss.detach().item()
+            if not math.isfinite(value):
+                raise OriginalityError(f"inversion loss became {value} at step {step} (m={m}); lower the lr")
+            result.losses.append(value)
+            result.steps = step + 1
+            if (
+                settings.check_every
+                and result.steps % settings.check_every == 0
+                and result.steps >= 2 * settings.check_every
+            ):
+                k = settings.check_every
+                recent, before = np.mean(result.losses[-k:]), np.mean(result.losses[-2 * k : -k])
+                if before - recent < settings.min_improvement * before:
+                    result.stopped_early = True
+                    break
+    finally:
+        hook.remove()
+        for p, flag in states:
+            p.requires_grad_(flag)
+    result.embeddings = learned.detach().float().cpu()
+    return result
+
+
+@torch.no_grad()
+def denoising_loss(
+    pipeline,
+    image: Image.Image,
+    embeddings: torch.Tensor,
+    *,
+    template: str = "a photo of {}",
+    samples: int = 64,
+    seed: int = 0,
+) -> float:
+    """Mean denoising loss of ``embeddings`` on a fixed draw of latents, noise and timesteps.
+
+    The training loss is noisy (random timesteps); this fixed draw compares two sets of
+    vectors on equal terms. It says how well the tokens fit, not whether they reconstruct:
+    that is judged on generated samples.
+    """
+    from diffusers import DDPMScheduler
+
+    set_embeddings(pipeline, embeddings)
+    mean, std = image_latents(pipeline, image)
+    g = torch.Generator().manual_seed(seed)
+    device = pipeline.unet.device
+    scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
+    z = mean + std * torch.randn((samples, *mean.shape[1:]), generator=g).to(device)
+    noise = torch.randn(z.shape, generator=g).to(device)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (samples,), generator=g).to(device)
+    cond = encode_prompts(pipeline, [template.format(placeholder_phrase(len(embeddings)))]).expand(samples, -1, -1)
+    pred = pipeline.unet(scheduler.add_noise(z, noise, t), t, encoder_hidden_states=cond).sample
+    return F.mse_loss(pred.float(), noise).item()
+
+
+def save_embeddings(inversion: Inversion, path: str | Path) -> Path:
+    """diffusers' format: ``{"<s*>": tensor(m, dim)}`` in a safetensors file."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({PLACEHOLDER: inversion.embeddings.contiguous()}, tmp)
+    tmp.replace(path)
+    return path

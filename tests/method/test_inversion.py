@@ -1,0 +1,102 @@
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from originality.errors import OriginalityError
+from originality.method.inversion import (
+    InversionSettings,
+    add_placeholders,
+    denoising_loss,
+    encode_prompts,
+    initial_vector,
+    invert,
+    placeholder_phrase,
+    save_embeddings,
+    set_embeddings,
+)
+from originality.models import load_pipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from pipelines import tiny_clip_pipeline  # noqa: E402
+
+
+def query(side: int = 32) -> Image.Image:
+    image = Image.new("RGB", (side, side), "white")
+    from PIL import ImageDraw
+
+    ImageDraw.Draw(image).ellipse((4, 4, 16, 16), fill=(220, 20, 20))
+    return image
+
+
+@pytest.fixture(params=["bert", "clip"])
+def make_pipeline(request, tiny_model, tmp_path):
+    """A factory of identical fresh pipelines: our BERT-based tiny model, or a tiny CLIP-based SD."""
+    if request.param == "bert":
+        return lambda: load_pipeline(tiny_model)
+    return lambda: tiny_clip_pipeline(tmp_path, seed=0)
+
+
+@pytest.fixture
+def pipeline(make_pipeline):
+    return make_pipeline()
+
+
+def snapshot(module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_only_the_new_embedding_rows_change(pipeline):
+    ids = add_placeholders(pipeline, 3)
+    before = {name: snapshot(getattr(pipeline, name)) for name in ("unet", "vae", "text_encoder")}
+    settings = InversionSettings(steps=5, batch_size=4, lr=1e-2, initializer="big", templates=("a photo of {}",))
+    result = invert(pipeline, query(), 3, settings)
+    assert result.embeddings.shape == (3, pipeline.text_encoder.config.hidden_size)
+    init = pipeline.text_encoder.get_input_embeddings().weight[
+        pipeline.tokenizer("big", add_special_tokens=False).input_ids[0]
+    ]
+    assert not torch.allclose(result.embeddings[0], init)  # learned something
+    for name, state in before.items():  # the frozen model is untouched
+        after = getattr(pipeline, name).state_dict()
+        assert all(torch.equal(state[k], after[k]) for k in state), name
+    set_embeddings(pipeline, result.embeddings)
+    table = pipeline.text_encoder.get_input_embeddings().weight
+    old = before["text_encoder"][
+        next(k for k in before["text_encoder"] if "embeddings" in k and "word" in k or "token_embedding" in k)
+    ]
+    changed = (table != old).any(-1).nonzero().flatten().tolist()
+    assert changed == sorted(ids)
+
+
+def test_the_loss_falls(tiny_model):
+    pipeline = load_pipeline(tiny_model)
+    settings = InversionSettings(steps=60, batch_size=8, lr=2e-2, initializer="big", seed=1)
+    init = initial_vector(pipeline, "big").repeat(2, 1)
+    result = invert(pipeline, query(), 2, settings)
+    # On one fixed draw of noise and timesteps, so that the comparison is not noise.
+    assert denoising_loss(pipeline, query(), result.embeddings) < denoising_loss(pipeline, query(), init)
+
+
+def test_saved_embeddings_load_with_diffusers_and_give_the_same_prompt_embeddings(make_pipeline, tmp_path):
+    pipeline = make_pipeline()
+    result = invert(pipeline, query(), 2, InversionSettings(steps=3, batch_size=2, lr=1e-2, initializer="big"))
+    path = save_embeddings(result, tmp_path / "learned_embeds.safetensors")
+    set_embeddings(pipeline, result.embeddings)
+    ours = encode_prompts(pipeline, [f"a photo of {placeholder_phrase(2)}"])
+
+    target = make_pipeline()  # fresh: no placeholder tokens yet
+    target.load_textual_inversion(str(path))
+    prompt = target.maybe_convert_prompt("a photo of <s*>", target.tokenizer)
+    assert prompt == f"a photo of {placeholder_phrase(2)}"
+    with torch.no_grad():
+        assert torch.allclose(encode_prompts(target, [prompt]), ours, atol=1e-5)
+
+
+def test_bad_inputs(tiny_model):
+    pipeline = load_pipeline(tiny_model)
+    with pytest.raises(OriginalityError, match="number of tokens must be >= 1"):
+        invert(pipeline, query(), 0, InversionSettings(steps=1))
+    with pytest.raises(OriginalityError, match="query must be 32x32"):
+        invert(pipeline, query(64), 1, InversionSettings(steps=1))
