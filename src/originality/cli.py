@@ -162,6 +162,40 @@ def _detector_evaluate(args: argparse.Namespace) -> None:
     )
 
 
+def _detector_generated(args: argparse.Namespace) -> None:
+    from originality.detection.detector import ElementDetector
+    from originality.detection.evaluation import evaluate_generated
+    from originality.models.pipeline import load_pipeline
+    from originality.report.grids import image_grid
+    from originality.shapes.dataset import read_table
+
+    if args.n < 1:
+        raise OriginalityError("--n must be >= 1")
+    captions = [c for c in read_table(args.data, columns=["caption"]).column("caption").to_pylist() if c][: args.n]
+    detector = ElementDetector.load(args.detector)
+    report = evaluate_generated(
+        detector, load_pipeline(args.model), captions, seed=args.seed, steps=args.steps, guidance_scale=args.guidance
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    images = report.pop("images")
+    missed = [m["index"] for m in report["misses"]][:48]
+    if missed:
+        labels = [
+            f"{captions[i]} -> {', '.join(report['misses'][k]['detected']) or 'nothing'}" for k, i in enumerate(missed)
+        ]
+        image_grid([images[i] for i in missed], labels, columns=8, caption_lines=6).save(out / "misses.png")
+    image_grid(images[:64], captions[:64], columns=8).save(out / "samples.png")
+    (out / "generated.json").write_text(
+        json.dumps({**report, "model": str(args.model), "steps": args.steps, "guidance": args.guidance}, indent=1)
+        + "\n"
+    )
+    print(
+        f"{report['samples']} samples from {args.model}: detections match the caption exactly in "
+        f"{report['exact']:.1%}, the shapes in {report['shapes']:.1%}; wrote {out}"
+    )
+
+
 def _detector_detect(args: argparse.Namespace) -> None:
     from PIL import ImageDraw
 
@@ -277,6 +311,16 @@ def build_parser() -> argparse.ArgumentParser:
     deval.add_argument("--threshold", type=float, default=None, help="confidence (default 0.9)")
     deval.add_argument("--out", required=True, help="folder for evaluation.json and evaluation.png")
     deval.set_defaults(func=_detector_evaluate)
+    dgen = detsub.add_parser("generated", help="how often detections on a model's samples match their captions")
+    dgen.add_argument("--model", required=True, help="pipeline folder")
+    dgen.add_argument("--data", required=True, help="shapes dataset whose captions to prompt with")
+    dgen.add_argument("--n", type=int, default=256)
+    dgen.add_argument("--detector", help="detector folder (default: the shipped one)")
+    dgen.add_argument("--steps", type=int, default=50)
+    dgen.add_argument("--guidance", type=float, default=3.0)
+    dgen.add_argument("--seed", type=int, default=0)
+    dgen.add_argument("--out", required=True)
+    dgen.set_defaults(func=_detector_generated)
     ddetect = detsub.add_parser("detect", help="detect elements in images and draw the boxes")
     ddetect.add_argument("images", nargs="+")
     ddetect.add_argument("--detector", help="detector folder (default: the shipped one)")

@@ -85,3 +85,46 @@ def write_evaluation(report: dict[str, Any], out: str | Path) -> tuple[Path, Pat
     )
     png = confusion_matrices(report["confusion"], out / "evaluation.png", title=title)
     return out / "evaluation.json", png
+
+
+def evaluate_generated(
+    detector: ElementDetector,
+    pipeline,
+    captions: list[str],
+    *,
+    seed: int = 0,
+    steps: int = 50,
+    guidance_scale: float = 3.0,
+) -> dict[str, Any]:
+    """Generate one image per caption and check whether the detections match the caption.
+
+    Returns the match rate, split into "shapes right" (the multiset of shapes) and "exact"
+    (every attribute), and the misses with what was detected, for a look at what fails.
+    """
+    from collections import Counter
+
+    from originality.detection.detector import matches_caption
+    from originality.models.pipeline import generate
+    from originality.shapes.captions import parse_caption
+
+    images = generate(
+        pipeline, captions, [seed + i for i in range(len(captions))], steps=steps, guidance_scale=guidance_scale
+    )
+    found = detector.detect(images)
+    exact = shapes = 0
+    misses = []
+    for i, (cap, dets) in enumerate(zip(captions, found, strict=True)):
+        want = parse_caption(cap)
+        ok = matches_caption(dets, want)
+        shapes_ok = Counter(e.shape for e in want) == Counter(d.element.shape for d in dets)
+        exact += ok
+        shapes += shapes_ok
+        if not ok:
+            misses.append({"index": i, "caption": cap, "detected": [f"{d.element} ({d.confidence:.2f})" for d in dets]})
+    return {
+        "samples": len(captions),
+        "exact": exact / len(captions),
+        "shapes": shapes / len(captions),
+        "misses": misses,
+        "images": images,
+    }

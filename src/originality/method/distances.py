@@ -1,0 +1,67 @@
+"""Reconstruction distances: one shared signature, ``distance(query, samples) -> per-sample array``.
+
+Lower is closer. The reconstruction distance of a token count is the mean over the N
+samples (the paper uses DreamSim for real images; see :mod:`originality.method.dreamsim`
+when available). A new distance is one function registered in :data:`DISTANCES`.
+
+* ``elements`` (shapes models): 0 when the detector finds exactly the query's elements in
+  the sample (shape, colour, size and texture, as multisets), else 1. Its mean is 1 - the
+  fraction of samples that reconstruct the query's content.
+* ``ssim``: 1 - SSIM (structural similarity, RGB, Gaussian window), in [0, 2]. It needs no
+  weights, and it also punishes a different layout, so it suits images where the layout is
+  the content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from originality.errors import OriginalityError
+
+Distance = Callable[[Image.Image, Sequence[Image.Image]], np.ndarray]
+
+
+def ssim_distance(query: Image.Image, samples: Sequence[Image.Image]) -> np.ndarray:
+    from skimage.metrics import structural_similarity
+
+    q = np.asarray(query.convert("RGB"))
+    out = []
+    for sample in samples:
+        s = sample.convert("RGB")
+        if s.size != query.size:
+            s = s.resize(query.size, Image.Resampling.BICUBIC)
+        value = structural_similarity(q, np.asarray(s), channel_axis=-1, data_range=255, gaussian_weights=True)
+        out.append(1.0 - value)
+    return np.asarray(out, dtype=np.float64)
+
+
+class ElementsDistance:
+    """0 when a sample holds exactly the query's elements (as read by the detector), else 1."""
+
+    def __init__(self, detector=None):
+        from originality.detection.detector import ElementDetector
+
+        self.detector = detector or ElementDetector.load()
+
+    def __call__(self, query: Image.Image, samples: Sequence[Image.Image]) -> np.ndarray:
+        from originality.detection.detector import element_multiset
+
+        found = self.detector.detect([query, *samples])
+        want = element_multiset(found[0])
+        return np.asarray([0.0 if element_multiset(d) == want else 1.0 for d in found[1:]])
+
+
+DISTANCES: dict[str, Callable[..., Distance]] = {
+    "ssim": lambda **_: ssim_distance,
+    "elements": lambda detector=None, **_: ElementsDistance(detector),
+}
+
+
+def get_distance(name: str, **kwargs) -> Distance:
+    """The distance called ``name`` (``elements``, ``ssim``, and any registered later)."""
+    if name not in DISTANCES:
+        raise OriginalityError(f"unknown distance {name!r}; known: {', '.join(DISTANCES)}")
+    return DISTANCES[name](**kwargs)

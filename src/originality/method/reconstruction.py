@@ -1,0 +1,26 @@
+"""Reconstruction: N samples from the frozen model prompted with the learned tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from PIL import Image
+
+from originality.method.inversion import placeholder_phrase, set_embeddings
+from originality.models.pipeline import generate
+
+
+def reconstruct(
+    pipeline,
+    embeddings: torch.Tensor,
+    seeds: Sequence[int],
+    *,
+    prompt: str = "a photo of {}",
+    steps: int = 50,
+    guidance_scale: float = 3.0,
+) -> list[Image.Image]:
+    """One image per seed from ``prompt`` with ``{}`` replaced by the learned tokens."""
+    set_embeddings(pipeline, embeddings)
+    text = prompt.format(placeholder_phrase(len(embeddings)))
+    return generate(pipeline, [text] * len(seeds), list(seeds), steps=steps, guidance_scale=guidance_scale)

@@ -1,0 +1,241 @@
+"""The originality search: the fewest tokens that reconstruct the query in-distribution.
+
+For m = 1..M: invert m tokens, generate N samples from the domain's prompt with them,
+measure the mean distance to the query, run the in-distribution check. The image's
+originality is the smallest m whose distance is <= the threshold and whose check passes,
+or "+" when none within M does (Sec. 3.1, Fig. 4). By default the search stops at the first
+passing m; ``full_curve`` runs every m.
+
+Beside the count, ``soft_tokens`` places the query between counts: the m at which the
+distance curve crosses the threshold, interpolated linearly between the last failing and
+the first passing m (1.0 when m = 1 passes, M + 1 when none does). Each m also reports the
+spread of the per-sample distances over the N seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from originality import __version__
+from originality.domains import Domain, load_domain
+from originality.errors import OriginalityError
+from originality.method.distances import Distance, get_distance
+from originality.method.in_distribution import Check, Verdict, get_check
+from originality.method.inversion import InversionSettings, invert, save_embeddings
+from originality.method.reconstruction import reconstruct
+
+
+@dataclass
+class ScoreConfig:
+    preset: str = "quick"
+    max_tokens: int = 5  # M
+    steps: int = 2000  # inversion steps per m (paper: 2000)
+    batch_size: int = 20  # paper: 20
+    lr: float = 5e-4  # paper: 5e-4
+    check_every: int = 0  # convergence stop (0: off)
+    min_improvement: float = 0.01
+    samples: int = 20  # N reconstructions per m (paper: 20)
+    inference_steps: int = 50  # paper: 50 for the shapes models, 35 for Stable Diffusion
+    guidance_scale: float = 3.0
+    distance: str = "elements"
+    threshold: float = 0.5  # a reconstruction passes when the mean distance is <= this
+    check: str | None = "positions"
+    full_curve: bool = False
+    flip: bool = False
+    seed: int = 0
+
+    def validate(self) -> ScoreConfig:
+        if self.max_tokens < 1:
+            raise OriginalityError(f"M (max tokens) must be >= 1, got {self.max_tokens}")
+        if self.samples < 1 or self.steps < 1 or self.batch_size < 1:
+            raise OriginalityError("samples, steps and batch size must be >= 1")
+        return self
+
+
+def score_preset(name: str, **overrides: Any) -> ScoreConfig:
+    """``paper``: the paper's numbers. ``quick``: a CPU budget with a convergence stop."""
+    presets = {
+        "paper": ScoreConfig(preset="paper"),
+        "quick": ScoreConfig(
+            preset="quick", steps=400, batch_size=8, lr=5e-3, check_every=50, samples=16, inference_steps=25
+        ),
+    }
+    if name not in presets:
+        raise OriginalityError(f"unknown scoring preset {name!r}; known: {', '.join(presets)}")
+    return dataclasses.replace(presets[name], **overrides).validate()
+
+
+@dataclass
+class TokenResult:
+    m: int
+    distance: float
+    distance_std: float
+    distances: list[float]
+    in_distribution: Verdict | None
+    passed: bool
+    losses: list[float]
+    inversion_steps: int
+    stopped_early: bool
+    seconds: dict[str, float]
+
+
+@dataclass
+class OriginalityResult:
+    image: str
+    count: int | None  # None: "+" (not reconstructed within M tokens)
+    soft_tokens: float
+    per_m: list[TokenResult] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return "+" if self.count is None else str(self.count)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["label"] = self.label
+        return data
+
+
+def soft_tokens(curve: list[tuple[int, float, bool]], threshold: float, max_tokens: int) -> float:
+    """Interpolated token count at which the distance curve crosses the threshold."""
+    previous: tuple[int, float] | None = None
+    for m, distance, passed in curve:
+        if passed:
+            if previous is None or m == 1:
+                return float(m)
+            pm, pd = previous
+            if pd == distance:
+                return float(m)
+            return pm + (m - pm) * (pd - threshold) / (pd - distance) if pd > threshold else float(m)
+        previous = (m, distance)
+    return float(max_tokens + 1)
+
+
+def score(
+    image: Image.Image,
+    pipeline,
+    config: ScoreConfig,
+    domain: Domain | str = "shapes",
+    *,
+    distance: Distance | None = None,
+    check: Check | None = None,
+    out: str | Path | None = None,
+    name: str = "query",
+    progress: bool = False,
+    on_token: Callable[[TokenResult], None] | None = None,
+) -> OriginalityResult:
+    """Score one image. ``out`` (optional) receives result.json, embeddings and sample grids."""
+    config.validate()
+    domain = load_domain(domain) if isinstance(domain, str) else domain
+    distance = distance or get_distance(config.distance)
+    check = check if check is not None else (get_check(config.check) if config.check else None)
+    seeds = [config.seed * 1000 + i for i in range(config.samples)]
+    settings = InversionSettings(
+        steps=config.steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        templates=domain.templates,
+        initializer=domain.initializer,
+        flip=config.flip,
+        check_every=config.check_every,
+        min_improvement=config.min_improvement,
+        seed=config.seed,
+    )
+    result = OriginalityResult(
+        image=name,
+        count=None,
+        soft_tokens=float(config.max_tokens + 1),
+        settings={"config": dataclasses.asdict(config), "domain": dataclasses.asdict(domain)},
+        seeds=seeds,
+        versions=_versions(),
+    )
+    out = Path(out) if out is not None else None
+    curve = []
+    for m in range(1, config.max_tokens + 1):
+        t0 = time.perf_counter()
+        inversion = invert(pipeline, image, m, settings, progress=progress)
+        t1 = time.perf_counter()
+        samples = reconstruct(
+            pipeline,
+            inversion.embeddings,
+            seeds,
+            prompt=domain.prompt,
+            steps=config.inference_steps,
+            guidance_scale=config.guidance_scale,
+        )
+        t2 = time.perf_counter()
+        d = distance(image, samples)
+        t3 = time.perf_counter()
+        verdict = check(image, samples) if check is not None else None
+        t4 = time.perf_counter()
+        mean = float(np.mean(d))
+        passed = mean <= config.threshold and (verdict is None or verdict.passed)
+        token = TokenResult(
+            m=m,
+            distance=mean,
+            distance_std=float(np.std(d)),
+            distances=[float(v) for v in d],
+            in_distribution=verdict,
+            passed=passed,
+            losses=inversion.losses,
+            inversion_steps=inversion.steps,
+            stopped_early=inversion.stopped_early,
+            seconds={"inversion": t1 - t0, "generation": t2 - t1, "distance": t3 - t2, "check": t4 - t3},
+        )
+        result.per_m.append(token)
+        curve.append((m, mean, passed))
+        if out is not None:
+            save_embeddings(inversion, out / "embeddings" / f"learned_embeds_m{m}.safetensors")
+            _sample_grid(samples, out / "samples" / f"m{m}.png")
+        if on_token:
+            on_token(token)
+        if passed and result.count is None:
+            result.count = m
+            if not config.full_curve:
+                break
+    result.soft_tokens = soft_tokens(curve, config.threshold, config.max_tokens)
+    if out is not None:
+        write_result(result, out)
+    return result
+
+
+def _sample_grid(samples: list[Image.Image], path: Path) -> None:
+    from originality.report.grids import image_grid
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image_grid(samples, columns=min(10, len(samples)), cell=96).save(path)
+
+
+def write_result(result: OriginalityResult, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".result.json.tmp"
+    tmp.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+    tmp.replace(out / "result.json")
+    return out / "result.json"
+
+
+def _versions() -> dict[str, str]:
+    import diffusers
+    import torch
+    import transformers
+
+    return {
+        "originality": __version__,
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }

@@ -1,0 +1,65 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from safetensors.torch import load_file
+
+from originality.errors import OriginalityError
+from originality.method.search import score, score_preset, soft_tokens
+from originality.models import load_pipeline
+
+
+def query() -> Image.Image:
+    image = Image.new("RGB", (32, 32), "white")
+    ImageDraw.Draw(image).rectangle((4, 4, 14, 14), fill=(20, 40, 220))
+    return image
+
+
+class PassFrom:
+    """A distance that fails until call number ``k`` (1-based), then passes."""
+
+    def __init__(self, k: int):
+        self.k, self.calls = k, 0
+
+    def __call__(self, query, samples):
+        self.calls += 1
+        return np.full(len(samples), 0.0 if self.calls >= self.k else 1.0)
+
+
+def tiny_config(**kw):
+    return score_preset("quick", steps=2, batch_size=2, samples=2, inference_steps=2, check=None, **kw)
+
+
+def test_early_exit_stops_at_the_first_passing_m(tiny_model, tmp_path):
+    pipeline = load_pipeline(tiny_model)
+    distance = PassFrom(2)
+    result = score(query(), pipeline, tiny_config(), "shapes", distance=distance, out=tmp_path)
+    assert result.count == 2 and result.label == "2" and distance.calls == 2
+    assert [t.m for t in result.per_m] == [1, 2]
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved["label"] == "2" and saved["per_m"][0]["passed"] is False
+    assert load_file(tmp_path / "embeddings" / "learned_embeds_m2.safetensors")["<s*>"].shape[0] == 2
+    assert (tmp_path / "samples" / "m1.png").is_file()
+
+
+def test_full_curve_runs_every_m_and_plus_when_none_passes(tiny_model):
+    pipeline = load_pipeline(tiny_model)
+    full = score(query(), pipeline, tiny_config(full_curve=True, max_tokens=3), distance=PassFrom(2))
+    assert [t.m for t in full.per_m] == [1, 2, 3] and full.count == 2
+    never = score(query(), pipeline, tiny_config(max_tokens=2), distance=PassFrom(99))
+    assert never.count is None and never.label == "+" and never.soft_tokens == 3.0
+
+
+def test_soft_tokens_interpolates_the_threshold_crossing():
+    assert soft_tokens([(1, 0.2, True)], 0.5, 5) == 1.0
+    assert soft_tokens([(1, 0.9, False), (2, 0.1, True)], 0.5, 5) == pytest.approx(1.5)
+    assert soft_tokens([(1, 0.9, False), (2, 0.8, False), (3, 0.4, True)], 0.5, 5) == pytest.approx(2.75)
+    assert soft_tokens([(1, 0.9, False)], 0.5, 1) == 2.0
+
+
+def test_bad_settings():
+    with pytest.raises(OriginalityError, match="M \\(max tokens\\) must be >= 1"):
+        score_preset("quick", max_tokens=0)
+    with pytest.raises(OriginalityError, match="unknown scoring preset"):
+        score_preset("slow")
