@@ -219,6 +219,37 @@ def _detector_detect(args: argparse.Namespace) -> None:
         print(f"{path}: " + ("; ".join(f"{d.element} ({d.confidence:.2f})" for d in found) or "nothing"))
 
 
+def _score(args: argparse.Namespace) -> None:
+    from originality.batch import score_all, summary_table
+    from originality.method.search import score_preset
+    from originality.models.pipeline import load_pipeline
+
+    overrides = {
+        k: v
+        for k, v in {
+            "max_tokens": args.max_tokens,
+            "threshold": args.threshold,
+            "distance": args.distance,
+            "samples": args.samples,
+            "steps": args.steps,
+            "seed": args.seed,
+        }.items()
+        if v is not None
+    }
+    if args.full_curve:
+        overrides["full_curve"] = True
+    if args.no_check:
+        overrides["check"] = None
+    config = score_preset(args.preset, **overrides)
+    from originality.domains import load_domain
+
+    load_domain(args.domain)  # fail before loading the model
+    pipeline = load_pipeline(args.model)
+    records = score_all(args.input, pipeline, config, args.out, domain=args.domain, progress=not args.quiet)
+    print(summary_table(records))
+    print(f"results: {Path(args.out) / 'results.jsonl'} (one report.html per image)")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from originality.report.grids import dataset_contact_sheet
     from originality.shapes.dataset import make_dataset
@@ -327,6 +358,23 @@ def build_parser() -> argparse.ArgumentParser:
     ddetect.add_argument("--threshold", type=float, default=None)
     ddetect.add_argument("--out", required=True, help="folder for the annotated PNGs")
     ddetect.set_defaults(func=_detector_detect)
+
+    score = sub.add_parser("score", help="originality of an image (or a folder / CSV of images)")
+    score.add_argument("input", help="an image, a folder of images, or a CSV with an 'image' column")
+    score.add_argument("--model", help="pipeline folder (default: the shipped shapes model)")
+    score.add_argument("--domain", default="shapes", help="shapes, houses, art, ... or a domain file")
+    score.add_argument("--preset", default="quick", help="quick (CPU) or paper")
+    score.add_argument("--out", required=True, help="output folder (rerun to resume)")
+    score.add_argument("--max-tokens", type=int, help="M, the largest token count tried (default 5)")
+    score.add_argument("--threshold", type=float, help="distance at or below which a reconstruction passes")
+    score.add_argument("--distance", help="elements (shapes) or ssim")
+    score.add_argument("--samples", type=int, help="N reconstructions per token count")
+    score.add_argument("--steps", type=int, help="inversion steps per token count")
+    score.add_argument("--seed", type=int)
+    score.add_argument("--full-curve", action="store_true", help="run every m instead of stopping at the first pass")
+    score.add_argument("--no-check", action="store_true", help="skip the in-distribution check")
+    score.add_argument("--quiet", action="store_true")
+    score.set_defaults(func=_score)
 
     demo = sub.add_parser("demo", help="the main job on the embedded default")
     demo.add_argument("--out", default="outputs/demo")

@@ -4,8 +4,9 @@ import torch
 from PIL import Image
 
 from originality.detection import Detection, ElementDetector, centres, element_multiset, matches_caption
-from originality.detection.detector import default_detector_dir, to_rgb
+from originality.detection.detector import default_detector_dir
 from originality.errors import OriginalityError
+from originality.images import to_rgb
 from originality.shapes import ALL_ELEMENTS, caption, preset
 from originality.shapes.dataset import render_example
 

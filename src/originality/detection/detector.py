@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from originality.errors import OriginalityError
+from originality.images import to_rgb
 from originality.shapes.captions import parse_caption
 from originality.shapes.vocabulary import ALL_ELEMENTS, Element
 
@@ -81,28 +82,6 @@ def import_ultralytics():
         raise OriginalityError("the detector needs Ultralytics: pip install 'originality[detector]'") from exc
     Image.open = getattr(patches, "_image_open", Image.open)
     return ultralytics
-
-
-def to_rgb(image: Image.Image | np.ndarray | str | Path) -> Image.Image:
-    """An RGB PIL image from a PIL image, an array or a file; transparency goes on white."""
-    if isinstance(image, str | Path):
-        try:
-            with Image.open(image) as opened:
-                opened.load()
-                image = opened.copy()
-        except (OSError, ValueError) as exc:
-            raise OriginalityError(f"cannot read image {image}: {exc}") from exc
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    if image.width == 0 or image.height == 0:
-        raise OriginalityError("empty image (0 pixels)")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).clip(0, 255).astype(np.uint8))
-    return image.convert("RGB")
 
 
 class ElementDetector:

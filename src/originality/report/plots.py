@@ -51,3 +51,27 @@ def confusion_matrices(confusion: dict[str, dict], out: str | Path, title: str =
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def distance_curve(results: list[dict], out: str | Path, labels: list[str] | None = None) -> Path:
+    """Mean reconstruction distance against the number of tokens, one line per result."""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for i, r in enumerate(results):
+        ms = [t["m"] for t in r["per_m"]]
+        ds = [t["distance"] for t in r["per_m"]]
+        sd = [t["distance_std"] for t in r["per_m"]]
+        ax.errorbar(ms, ds, yerr=sd, marker="o", capsize=3, label=(labels[i] if labels else None))
+    threshold = results[0]["settings"]["config"]["threshold"] if results else None
+    if threshold is not None:
+        ax.axhline(threshold, color="grey", ls="--", lw=1, label="threshold")
+    ax.set_xlabel("tokens m")
+    ax.set_ylabel("distance")
+    ax.grid(alpha=0.3)
+    if labels or threshold is not None:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,0 +1,75 @@
+"""Self-contained HTML reports: images inline as base64 PNG, every user string escaped."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+
+def inline_png(image: Image.Image | Path) -> str:
+    if isinstance(image, Path):
+        data = image.read_bytes()
+    else:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        data = buffer.getvalue()
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f3f3f3}.pass{color:#1a7f37;font-weight:bold}.fail{color:#b42318}
+img.px{image-rendering:pixelated}code{background:#f5f5f5;padding:1px 4px}
+"""
+
+
+def score_report(result: dict[str, Any], query: Image.Image, folder: Path) -> Path:
+    """``report.html`` for one scored image, from its result dict and the files in ``folder``."""
+    from originality.report.plots import distance_curve
+
+    e = html.escape
+    name = e(str(result["image"]))
+    rows = []
+    for t in result["per_m"]:
+        verdict = t.get("in_distribution")
+        check = "—" if verdict is None else ("pass" if verdict["passed"] else "fail")
+        rows.append(
+            f"<tr><td>{t['m']}</td><td>{t['distance']:.3f} ± {t['distance_std']:.3f}</td>"
+            f"<td>{e(check)}</td><td class={'pass' if t['passed'] else 'fail'}>{'yes' if t['passed'] else 'no'}</td>"
+            f"<td>{t['inversion_steps']}{' (converged)' if t['stopped_early'] else ''}</td>"
+            f"<td>{sum(t['seconds'].values()):.0f} s</td></tr>"
+        )
+    curve = distance_curve([result], folder / "distance_curve.png")
+    sections = []
+    for t in result["per_m"]:
+        grid = folder / "samples" / f"m{t['m']}.png"
+        evidence = t.get("in_distribution")
+        ev = f"<pre>{e(json.dumps(evidence['evidence'], indent=1))}</pre>" if evidence else ""
+        img = f"<img class=px src='{inline_png(grid)}'>" if grid.is_file() else ""
+        sections.append(f"<h3>m = {t['m']}: distance {t['distance']:.3f}</h3>{img}{ev}")
+    config = result["settings"]["config"]
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>originality: {name}</title>
+<style>{STYLE}</style></head><body>
+<h1>Originality of <code>{name}</code>: {e(result["label"])} token(s)</h1>
+<p>Minimum tokens that reconstruct the image in-distribution: <b>{e(result["label"])}</b>
+(soft count {result["soft_tokens"]:.2f}; "+" means none within M = {config["max_tokens"]}).
+Distance <code>{e(str(config["distance"]))}</code>, threshold {config["threshold"]}, N = {config["samples"]} samples,
+preset <code>{e(str(config["preset"]))}</code>, domain <code>{e(result["settings"]["domain"]["name"])}</code>.</p>
+<img class=px width=192 src='{inline_png(query)}'>
+<table><tr><th>m</th><th>distance (mean ± sd)</th><th>in-distribution</th><th>passed</th>
+<th>inversion steps</th><th>time</th></tr>{"".join(rows)}</table>
+<img src='{inline_png(curve)}'>
+{"".join(sections)}
+<p>Versions: {e(json.dumps(result["versions"]))}</p></body></html>"""
+    out = folder / "report.html"
+    tmp = folder / ".report.html.tmp"
+    tmp.write_text(page)
+    tmp.replace(out)
+    return out

@@ -1,0 +1,95 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+import originality.method.search as search_module
+from originality.batch import RESULTS, finished, score_all
+from originality.errors import OriginalityError
+from originality.method.search import score_preset
+from originality.models import load_pipeline
+
+
+def write_image(path, colour):
+    image = Image.new("RGB", (32, 32), "white")
+    ImageDraw.Draw(image).ellipse((6, 6, 20, 20), fill=colour)
+    image.save(path)
+
+
+class Counting:
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, query, samples):
+        self.calls += 1
+        return np.zeros(len(samples))
+
+
+CONFIG = dict(steps=2, batch_size=2, samples=2, inference_steps=2, check=None, max_tokens=1)
+
+
+def test_batch_resumes_without_redoing_finished_images(tiny_model, tmp_path, monkeypatch):
+    pipeline = load_pipeline(tiny_model)
+    images = tmp_path / "in"
+    images.mkdir()
+    for name, colour in [("a.png", "red"), ("b.png", "blue"), ("c.png", "green")]:
+        write_image(images / name, colour)
+    out = tmp_path / "out"
+    real = search_module.score
+    calls = []
+
+    def dies_on_b(image, *args, name="", **kw):
+        calls.append(name)
+        if name == "b.png":
+            raise KeyboardInterrupt  # killed while scoring b
+        return real(image, *args, name=name, **kw)
+
+    monkeypatch.setattr(search_module, "score", dies_on_b)
+    with pytest.raises(KeyboardInterrupt):
+        score_all(images, pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=Counting())
+    assert set(finished(out)) == {"a.png"}
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", RESULTS]  # nothing half-written
+    monkeypatch.setattr(search_module, "score", real)
+    distance = Counting()
+    records = score_all(images, pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=distance)
+    assert [r["image"] for r in records] == ["a.png", "b.png", "c.png"]
+    assert distance.calls == 2  # a.png was not scored again
+    lines = (out / RESULTS).read_text().splitlines()
+    assert len(lines) == 3 and all(json.loads(line)["label"] == "1" for line in lines)
+
+
+def test_report_escapes_a_hostile_file_name(tiny_model, tmp_path):
+    hostile = "<img src=x onerror=alert(1)>.png"
+    images = tmp_path / "in"
+    images.mkdir()
+    write_image(images / hostile, "red")
+    score_all(
+        images,
+        load_pipeline(tiny_model),
+        score_preset("quick", **CONFIG),
+        tmp_path / "out",
+        progress=False,
+        distance=Counting(),
+    )
+    (folder,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    page = (folder / "report.html").read_text()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;.png" in page
+    assert "data:image/png;base64," in page  # self-contained
+
+
+def test_bad_inputs(tmp_path, tiny_model):
+    pipeline = load_pipeline(tiny_model)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(OriginalityError, match="no images in"):
+        score_all(tmp_path / "empty", pipeline, score_preset("quick", **CONFIG), tmp_path / "o1", progress=False)
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(OriginalityError, match="cannot read image"):
+        score_all(
+            tmp_path / "broken.png",
+            pipeline,
+            score_preset("quick", **CONFIG),
+            tmp_path / "o2",
+            progress=False,
+            distance=Counting(),
+        )
