@@ -81,6 +81,9 @@ def import_ultralytics():
     except ImportError as exc:
         raise OriginalityError("the detector needs Ultralytics: pip install 'originality[detector]'") from exc
     Image.open = getattr(patches, "_image_open", Image.open)
+    import logging
+
+    logging.getLogger("ultralytics").setLevel(logging.WARNING)  # no per-build "Overriding nc" chatter
     return ultralytics
 
 
