@@ -171,8 +171,13 @@ def _detector_generated(args: argparse.Namespace) -> None:
 
     if args.n < 1:
         raise OriginalityError("--n must be >= 1")
-    captions = [c for c in read_table(args.data, columns=["caption"]).column("caption").to_pylist() if c][: args.n]
+    rows = read_table(args.data, columns=["caption", "component"]).to_pylist()
+    captions = [r["caption"] for r in rows if r["caption"] and args.component in (None, r["component"])][: args.n]
+    if not captions:
+        raise OriginalityError(f"no captions of component {args.component!r} in {args.data}")
     detector = ElementDetector.load(args.detector)
+    if args.threshold is not None:
+        detector.threshold = args.threshold
     report = evaluate_generated(
         detector, load_pipeline(args.model), captions, seed=args.seed, steps=args.steps, guidance_scale=args.guidance
     )
@@ -187,7 +192,17 @@ def _detector_generated(args: argparse.Namespace) -> None:
         image_grid([images[i] for i in missed], labels, columns=8, caption_lines=6).save(out / "misses.png")
     image_grid(images[:64], captions[:64], columns=8).save(out / "samples.png")
     (out / "generated.json").write_text(
-        json.dumps({**report, "model": str(args.model), "steps": args.steps, "guidance": args.guidance}, indent=1)
+        json.dumps(
+            {
+                **report,
+                "model": str(args.model),
+                "steps": args.steps,
+                "guidance": args.guidance,
+                "threshold": detector.threshold,
+                "component": args.component,
+            },
+            indent=1,
+        )
         + "\n"
     )
     print(
@@ -350,6 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     dgen.add_argument("--steps", type=int, default=50)
     dgen.add_argument("--guidance", type=float, default=3.0)
     dgen.add_argument("--seed", type=int, default=0)
+    dgen.add_argument("--component", help="only captions of this component (e.g. common)")
+    dgen.add_argument("--threshold", type=float, help="detector confidence (default 0.9)")
     dgen.add_argument("--out", required=True)
     dgen.set_defaults(func=_detector_generated)
     ddetect = detsub.add_parser("detect", help="detect elements in images and draw the boxes")
