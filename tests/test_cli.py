@@ -81,3 +81,51 @@ def test_train_then_sample_and_resume_refusal(tmp_path):
     assert result.returncode == 2 and "holds a run with other settings" in result.stderr
     result = run("train", "--data", str(data), "--out", str(tmp_path / "m2"), "--preset", "tiny", "--set", "nope=1")
     assert result.returncode == 2 and "unknown training setting 'nope'" in result.stderr
+
+
+def test_score_bad_inputs_are_one_line_errors(tmp_path):
+    (tmp_path / "q.png").write_bytes(b"\x89PNG broken")
+    cases = [
+        (
+            ["score", str(tmp_path / "q.png"), "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
+            "model folder not found",
+        ),
+        (
+            ["score", str(tmp_path / "q.png"), "--model", str(tmp_path), "--out", str(tmp_path / "o")],
+            "not a diffusers pipeline folder",
+        ),
+        (["score", str(tmp_path / "q.png"), "--domain", "planets", "--out", str(tmp_path / "o")], "unknown domain"),
+        (
+            ["score", str(tmp_path / "q.png"), "--preset", "slow", "--out", str(tmp_path / "o")],
+            "unknown scoring preset",
+        ),
+        (
+            ["score", str(tmp_path / "q.png"), "--max-tokens", "0", "--out", str(tmp_path / "o")],
+            "M (max tokens) must be >= 1",
+        ),
+        (
+            [
+                "detector",
+                "evaluate",
+                "--data",
+                str(tmp_path),
+                "--detector",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "e"),
+            ],
+            "no detector weights",
+        ),
+    ]
+    for args, message in cases:
+        result = run(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+def test_pickled_only_model_folder_is_refused(tmp_path):
+    (tmp_path / "m" / "unet").mkdir(parents=True)
+    (tmp_path / "m" / "model_index.json").write_text("{}")
+    (tmp_path / "m" / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"pickle")
+    result = run("sample", "--model", str(tmp_path / "m"), "--prompt", "x", "--out", str(tmp_path / "g.png"))
+    assert result.returncode == 2 and "safetensors only" in result.stderr
