@@ -77,7 +77,7 @@ def test_train_then_sample_and_resume_refusal(tmp_path):
         == 0
     )
     assert (tmp_path / "grid.png").is_file()
-    result = run(*args[:-1], "unet_epochs=1")
+    result = run(*args[:-1], "unet_lr=0.01")  # a setting a run cannot change midway
     assert result.returncode == 2 and "holds a run with other settings" in result.stderr
     result = run("train", "--data", str(data), "--out", str(tmp_path / "m2"), "--preset", "tiny", "--set", "nope=1")
     assert result.returncode == 2 and "unknown training setting 'nope'" in result.stderr
