@@ -9,7 +9,7 @@ import torch
 from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from originality.models.pipeline import sampling_scheduler
+from originality.models.pipeline import assemble
 
 WORDS = ["a", "photo", "of", "the", "house", "cat", "dog", "in", "painting", "big", "red", "circle"]
 
@@ -69,15 +69,6 @@ def tiny_clip_pipeline(folder: Path, seed: int = 0) -> StableDiffusionPipeline:
         attention_head_dim=(1, 1),
         norm_num_groups=8,
     )
-    pipeline = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=sampling_scheduler(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    pipeline = assemble(vae, encoder, tokenizer, unet)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline

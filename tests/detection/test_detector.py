@@ -7,7 +7,7 @@ from originality.detection import Detection, ElementDetector, centres, element_m
 from originality.detection.detector import default_detector_dir
 from originality.errors import OriginalityError
 from originality.images import to_rgb
-from originality.shapes import ALL_ELEMENTS, caption, preset
+from originality.shapes import preset
 from originality.shapes.dataset import render_example
 
 shipped = pytest.mark.skipif(
@@ -112,4 +112,3 @@ def test_shipped_detector_finds_nothing_in_an_empty_image_and_rescales_boxes():
             assert np.allclose(
                 sorted(d.centre for d in big_dets), sorted((x * 4, y * 4) for x, y in centres(small_dets)), atol=6
             )
-    assert caption([ALL_ELEMENTS[0]]) == "big red full square"

@@ -147,7 +147,7 @@ class ElementDetector:
             model.load_state_dict(load_file(folder / WEIGHTS))
         except (SafetensorError, RuntimeError, OSError) as exc:
             raise OriginalityError(f"corrupt detector weights in {folder}: {str(exc).splitlines()[0]}") from exc
-        model.fuse(verbose=False) if "verbose" in model.fuse.__code__.co_varnames else model.fuse()
+        model.fuse()
         return cls(model, imgsz=meta["imgsz"], yaml=meta["yaml"], threshold=threshold, device=device)
 
     # -- inference --------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from originality.errors import OriginalityError
+from originality.models import text_encoders
 
 PLACEHOLDER = "<s*>"
 
@@ -96,13 +97,8 @@ def set_embeddings(pipeline, embeddings: torch.Tensor) -> None:
 
 
 def encode_prompts(pipeline, prompts: list[str]) -> torch.Tensor:
-    """Prompt embeddings as the pipeline computes them (attention mask when the encoder wants one)."""
-    tokenizer, encoder = pipeline.tokenizer, pipeline.text_encoder
-    tokens = tokenizer(
-        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
-    )
-    mask = tokens.attention_mask.to(encoder.device) if getattr(encoder.config, "use_attention_mask", False) else None
-    return encoder(tokens.input_ids.to(encoder.device), attention_mask=mask)[0]
+    """Prompt embeddings through the pipeline's own tokenizer and encoder."""
+    return text_encoders.encode_prompts(pipeline.tokenizer, pipeline.text_encoder, prompts)
 
 
 def image_latents(pipeline, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:

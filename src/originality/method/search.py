@@ -31,7 +31,7 @@ from originality.domains import Domain, load_domain
 from originality.errors import OriginalityError
 from originality.method.distances import Distance, get_distance
 from originality.method.in_distribution import Check, Verdict, get_check
-from originality.method.inversion import InversionSettings, invert, save_embeddings
+from originality.method.inversion import InversionSettings, image_latents, invert, save_embeddings
 from originality.method.reconstruction import reconstruct
 
 
@@ -164,9 +164,10 @@ def score(
     )
     out = Path(out) if out is not None else None
     curve = []
+    latents = image_latents(pipeline, image)  # once for every m
     for m in range(1, config.max_tokens + 1):
         t0 = time.perf_counter()
-        inversion = invert(pipeline, image, m, settings, progress=progress)
+        inversion = invert(pipeline, image, m, settings, progress=progress, latents=latents)
         t1 = time.perf_counter()
         samples = reconstruct(
             pipeline,

@@ -110,12 +110,12 @@ def encoder_reference(folder: Path) -> str | None:
     return json.loads(path.read_text())["source"]
 
 
-def encode_prompts(
-    tokenizer: PreTrainedTokenizerBase, encoder: PreTrainedModel, prompts: list[str], device: torch.device | str = "cpu"
-) -> torch.Tensor:
-    """Prompt embeddings exactly as diffusers' pipeline computes them (padded, masked)."""
+def encode_prompts(tokenizer: PreTrainedTokenizerBase, encoder: PreTrainedModel, prompts: list[str]) -> torch.Tensor:
+    """Prompt embeddings exactly as diffusers' pipeline computes them: padded to the tokenizer's
+    length, with the attention mask when the encoder's config asks for it. Gradients flow (inversion
+    needs them); wrap in ``torch.no_grad()`` otherwise."""
     tokens = tokenizer(
         prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
     )
-    with torch.no_grad():
-        return encoder(tokens.input_ids.to(device), attention_mask=tokens.attention_mask.to(device))[0]
+    mask = tokens.attention_mask.to(encoder.device) if getattr(encoder.config, "use_attention_mask", False) else None
+    return encoder(tokens.input_ids.to(encoder.device), attention_mask=mask)[0]

@@ -20,6 +20,7 @@ GPUs (the global batch is split across processes), mixed precision by setting.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -40,7 +41,7 @@ from originality.errors import OriginalityError
 from originality.models.checkpoints import load_optimizer, optimizer_tensors, read_checkpoint, write_checkpoint
 from originality.models.config import TrainConfig
 from originality.models.pipeline import assemble, build_unet, build_vae, save_pipeline, training_scheduler
-from originality.models.text_encoders import load_text_encoder
+from originality.models.text_encoders import encode_prompts, load_text_encoder
 from originality.shapes.dataset import read_info, read_table
 
 TEXT_CACHE_BYTES = 2 * 1024**3  # cache caption embeddings when they fit in this much memory
@@ -61,12 +62,17 @@ def _generator(*key: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+@functools.lru_cache(maxsize=2)
+def _epoch_permutation(n: int, seed: int, stage: int, epoch: int) -> torch.Tensor:
+    """Drawn once per epoch, not once per step."""
+    return torch.randperm(n, generator=_generator(seed, stage, epoch))
+
+
 def _batch_indices(n: int, batch: int, step: int, seed: int, stage: int) -> torch.Tensor:
     """Indices of global batch ``step``: epochs are permutations drawn from (seed, stage, epoch)."""
     steps_per_epoch = max(1, n // batch)  # drop the last partial batch: every step sees `batch` samples
     epoch, offset = divmod(step, steps_per_epoch)
-    perm = torch.randperm(n, generator=_generator(seed, stage, epoch))
-    return perm[offset * batch : (offset + 1) * batch]
+    return _epoch_permutation(n, seed, stage, epoch)[offset * batch : (offset + 1) * batch]
 
 
 def load_images(dataset: Path, config: TrainConfig, progress: bool) -> tuple[torch.Tensor, list[str], dict[str, Any]]:
@@ -117,14 +123,7 @@ class CaptionEmbeddings:
 
     @torch.no_grad()
     def _encode(self, prompts: list[str]) -> torch.Tensor:
-        tokens = self.tokenizer(
-            prompts,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        )
-        return self.encoder(tokens.input_ids.to(self.device), attention_mask=tokens.attention_mask.to(self.device))[0]
+        return encode_prompts(self.tokenizer, self.encoder, prompts)
 
     def __call__(self, prompts: list[str]) -> torch.Tensor:
         if self.cache is not None:

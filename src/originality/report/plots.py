@@ -10,6 +10,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def _save(fig, out: str | Path, dpi: int = 110) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    plt.close(fig)
+    return out
+
+
 def loss_curves(losses: dict[str, list[tuple[int, float]]], out: str | Path) -> Path:
     """One panel per training stage: running loss against step, log scale."""
     stages = [k for k, v in losses.items() if v]
@@ -23,11 +31,7 @@ def loss_curves(losses: dict[str, list[tuple[int, float]]], out: str | Path) -> 
         ax.set_title(f"{stage} loss")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, out, dpi=120)
 
 
 def confusion_matrices(confusion: dict[str, dict], out: str | Path, title: str = "") -> Path:
@@ -47,10 +51,7 @@ def confusion_matrices(confusion: dict[str, dict], out: str | Path, title: str =
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def distance_curve(results: list[dict], out: str | Path, labels: list[str] | None = None) -> Path:
@@ -70,8 +71,4 @@ def distance_curve(results: list[dict], out: str | Path, labels: list[str] | Non
     if labels or threshold is not None:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
