@@ -93,3 +93,28 @@ def test_bad_inputs(tmp_path, tiny_model):
             progress=False,
             distance=Counting(),
         )
+
+
+def test_a_second_writer_is_refused_and_a_stale_lock_is_taken_over(tiny_model, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from originality.batch import LOCK
+
+    pipeline = load_pipeline(tiny_model)
+    write_image(tmp_path / "a.png", "red")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / LOCK).write_text(str(os.getpid()))  # a live process holds the folder
+    with pytest.raises(OriginalityError, match="another run"):
+        score_all(
+            tmp_path / "a.png", pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=Counting()
+        )
+    assert not (out / RESULTS).exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (out / LOCK).write_text(dead.stdout.strip())  # left by a killed run
+    records = score_all(
+        tmp_path / "a.png", pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=Counting()
+    )
+    assert [r["image"] for r in records] == ["a.png"] and not (out / LOCK).exists()

@@ -129,3 +129,22 @@ def test_pickled_only_model_folder_is_refused(tmp_path):
     (tmp_path / "m" / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"pickle")
     result = run("sample", "--model", str(tmp_path / "m"), "--prompt", "x", "--out", str(tmp_path / "g.png"))
     assert result.returncode == 2 and "safetensors only" in result.stderr
+
+
+def test_experiment_bad_inputs_are_one_line_errors(tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    exp = ["experiment", "min-tokens"]
+    cases = [
+        (exp + ["--queries", "0", "--out", str(tmp_path / "o")], "--queries must be >= 1"),
+        (exp + ["--model", str(tmp_path / "taken"), "--out", str(tmp_path / "o")], "not a diffusers pipeline folder"),
+        (exp + ["--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o")], "model folder not found"),
+        (exp + ["--out", str(tmp_path / "taken")], "not an experiment to resume"),
+        (exp + ["--detector-threshold", "2", "--out", str(tmp_path / "o")], "detector threshold"),
+    ]
+    for args, message in cases:
+        result = run(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not (tmp_path / "o").exists()  # nothing half-written
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"

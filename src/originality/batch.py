@@ -12,6 +12,8 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from originality.errors import OriginalityError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 RESULTS = "results.jsonl"
+LOCK = ".lock"
 
 
 @dataclass
@@ -80,6 +83,53 @@ def append_record(out: Path, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
+@contextmanager
+def folder_lock(out: Path) -> Iterator[None]:
+    """One writer per output folder: a second run on the same folder is refused, not interleaved.
+
+    The lock file holds the owner's pid; a lock left by a process that no longer exists (killed)
+    is taken over.
+    """
+    lock = out / LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            owner = _lock_owner(lock)
+            if owner and _alive(owner):
+                raise OriginalityError(
+                    f"another run (pid {owner}) is writing to {out}; wait for it or stop it"
+                ) from None
+            lock.unlink(missing_ok=True)  # stale: its owner is gone
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        break
+    else:
+        raise OriginalityError(f"cannot lock {out}")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _lock_owner(lock: Path) -> int:
+    try:
+        return int(lock.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def score_all(
     source: str | Path,
     pipeline,
@@ -92,17 +142,25 @@ def score_all(
     check=None,
 ) -> list[dict[str, Any]]:
     """Score every input not yet in ``out/results.jsonl``; returns all records, finished ones included."""
+    queries = list_inputs(source)
+    out = Path(out)
+    # Hidden entries are this module's own (a lock, a half-scored image's temp folder).
+    if out.exists() and any(not p.name.startswith(".") for p in out.iterdir()) and not (out / RESULTS).is_file():
+        raise OriginalityError(f"output folder {out} exists and holds no {RESULTS} to resume (choose another --out)")
+    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out):
+        return _score_all(
+            queries, pipeline, config, out, domain=domain, progress=progress, distance=distance, check=check
+        )
+
+
+def _score_all(queries, pipeline, config, out: Path, *, domain, progress, distance, check) -> list[dict[str, Any]]:
     from tqdm.auto import tqdm
 
     from originality.images import load_query
     from originality.method.search import score
     from originality.report.html import score_report
 
-    queries = list_inputs(source)
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (out / RESULTS).is_file():
-        raise OriginalityError(f"output folder {out} exists and holds no {RESULTS} to resume (choose another --out)")
-    out.mkdir(parents=True, exist_ok=True)
     done = finished(out)
     side = pipeline.unet.config.sample_size * pipeline.vae_scale_factor
     used = {safe_name(n) for n in done}
@@ -155,3 +213,9 @@ def summary_table(records: list[dict[str, Any]]) -> str:
         ds = " ".join(f"{m}:{d:.2f}" for m, d in r["distances"].items())
         lines.append(f"{r['image'][:32]:32s} {r['label']:>6s} {r['soft_tokens']:5.2f}  {ds}")
     return "\n".join(lines)
+
+
+def write_batch_report(out: str | Path, records: list[dict[str, Any]]) -> Path:
+    from originality.report.html import batch_report
+
+    return batch_report(records, Path(out))

@@ -109,8 +109,20 @@ def _train(args: argparse.Namespace) -> None:
         overrides["max_images"] = args.max_images
     config = with_overrides(train_preset(args.preset), overrides)
     command = "originality " + " ".join(shlex.quote(a) for a in args.argv)
-    out = train(config, args.data, args.out, overwrite=args.overwrite, progress=not args.quiet, command=command)
-    print(f"saved pipeline to {out} (model card: {out / 'README.md'})")
+    if args.hours is not None and args.hours <= 0:
+        raise OriginalityError(f"--hours must be positive, got {args.hours:g}")
+    minutes = None if args.hours is None else 60 * args.hours
+    out = train(
+        config,
+        args.data,
+        args.out,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        command=command,
+        max_minutes=minutes,
+    )
+    if (out / "model_index.json").is_file():
+        print(f"saved pipeline to {out} (model card: {out / 'README.md'})")
 
 
 def _sample(args: argparse.Namespace) -> None:
@@ -234,10 +246,9 @@ def _detector_detect(args: argparse.Namespace) -> None:
         print(f"{path}: " + ("; ".join(f"{d.element} ({d.confidence:.2f})" for d in found) or "nothing"))
 
 
-def _score(args: argparse.Namespace) -> None:
-    from originality.batch import score_all, summary_table
+def _score_config(args: argparse.Namespace, **forced):
+    """The ScoreConfig of a preset with the options a user gave on the command line."""
     from originality.method.search import score_preset
-    from originality.models.pipeline import load_pipeline
 
     overrides = {
         k: v
@@ -248,37 +259,74 @@ def _score(args: argparse.Namespace) -> None:
             "samples": args.samples,
             "steps": args.steps,
             "seed": args.seed,
+            "detector_threshold": args.detector_threshold,
         }.items()
         if v is not None
     }
-    if args.full_curve:
+    if getattr(args, "full_curve", False):
         overrides["full_curve"] = True
     if args.no_check:
         overrides["check"] = None
-    config = score_preset(args.preset, **overrides)
-    from originality.domains import load_domain
+    return score_preset(args.preset, **{**overrides, **forced})
 
+
+def _score(args: argparse.Namespace) -> None:
+    from originality.batch import score_all, summary_table, write_batch_report
+    from originality.domains import load_domain
+    from originality.models.pipeline import load_pipeline
+
+    config = _score_config(args)
     load_domain(args.domain)  # fail before loading the model
     pipeline = load_pipeline(args.model)
     records = score_all(args.input, pipeline, config, args.out, domain=args.domain, progress=not args.quiet)
     print(summary_table(records))
-    print(f"results: {Path(args.out) / 'results.jsonl'} (one report.html per image)")
+    report = write_batch_report(args.out, records)
+    print(f"results: {Path(args.out) / 'results.jsonl'}; report: {report}")
+
+
+def _experiment_min_tokens(args: argparse.Namespace) -> None:
+    from originality.experiments.min_tokens import MinTokensConfig, run_min_tokens
+
+    config = MinTokensConfig(queries=args.queries, query_seed=args.query_seed, score=_score_config(args))
+    summary = run_min_tokens(args.model, args.out, config, training=args.training_data, progress=not args.quiet)
+    labels = summary["labels"]
+    print(f"{'group':8s} " + " ".join(f"{lab:>3s}" for lab in labels) + "  mean soft tokens")
+    for name, g in summary["groups"].items():
+        counts = " ".join(f"{g['histogram'][lab]:3d}" for lab in labels)
+        print(f"{name:8s} {counts}  {g['mean_soft_tokens']:.2f}")
+    rho = summary["spearman"]
+    if rho:
+        print(f"Spearman rho {rho['rho']:.3f} (p = {rho['p']:.2g}, n = {rho['n']})")
+    print(f"figures, summary.json and report.html in {args.out}")
+
+
+def _experiment_calibrate(args: argparse.Namespace) -> None:
+    from originality.experiments.calibration import CalibrationConfig, calibrate, format_calibration
+
+    config = CalibrationConfig(queries=args.queries, budget_queries=args.budget_queries)
+    report = calibrate(args.model, args.out, config, progress=not args.quiet)
+    print(format_calibration(report))
+    print(f"every number: {Path(args.out) / 'calibration.json'}")
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from originality.report.grids import dataset_contact_sheet
-    from originality.shapes.dataset import make_dataset
-    from originality.shapes.specs import preset
-    from originality.shapes.statistics import dataset_report
+    from originality.demo import run_demo
 
-    out = Path(args.out)
-    spec = preset("originality-mix")
-    data = make_dataset(spec, args.n, out / "data", seed=args.seed, overwrite=True)
-    report = dataset_report(data)
-    print(format_report(report))
-    (out / "stats.json").write_text(json.dumps(report, indent=2) + "\n")
-    sheet = dataset_contact_sheet(data, out / "contact_sheet.png")
-    print(f"dataset: {data}\ncontact sheet: {sheet}\nstatistics: {out / 'stats.json'}")
+    run_demo(args.out, model=args.model, progress=not args.quiet)
+
+
+def _add_score_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="pipeline folder (default: the shipped shapes model)")
+    parser.add_argument("--preset", default="quick", help="quick (CPU) or paper")
+    parser.add_argument("--max-tokens", type=int, help="M, the largest token count tried (default 5)")
+    parser.add_argument("--threshold", type=float, help="distance at or below which a reconstruction passes")
+    parser.add_argument("--distance", help="elements (shapes) or ssim")
+    parser.add_argument("--samples", type=int, help="N reconstructions per token count")
+    parser.add_argument("--steps", type=int, help="inversion steps per token count")
+    parser.add_argument("--detector-threshold", type=float, help="detector confidence for the shapes distance")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--no-check", action="store_true", help="skip the in-distribution check")
+    parser.add_argument("--quiet", action="store_true")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -324,6 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY=VALUE",
         help="override a setting, e.g. --set unet_epochs=5 --set unet.layers_per_block=2",
+    )
+    train.add_argument(
+        "--hours",
+        type=float,
+        help="time budget for this call: then checkpoint and save a snapshot; rerun to continue",
     )
     train.add_argument("--overwrite", action="store_true", help="start again, discarding a run in --out")
     train.add_argument("--quiet", action="store_true")
@@ -378,25 +431,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = sub.add_parser("score", help="originality of an image (or a folder / CSV of images)")
     score.add_argument("input", help="an image, a folder of images, or a CSV with an 'image' column")
-    score.add_argument("--model", help="pipeline folder (default: the shipped shapes model)")
     score.add_argument("--domain", default="shapes", help="shapes, houses, art, ... or a domain file")
-    score.add_argument("--preset", default="quick", help="quick (CPU) or paper")
     score.add_argument("--out", required=True, help="output folder (rerun to resume)")
-    score.add_argument("--max-tokens", type=int, help="M, the largest token count tried (default 5)")
-    score.add_argument("--threshold", type=float, help="distance at or below which a reconstruction passes")
-    score.add_argument("--distance", help="elements (shapes) or ssim")
-    score.add_argument("--samples", type=int, help="N reconstructions per token count")
-    score.add_argument("--steps", type=int, help="inversion steps per token count")
-    score.add_argument("--seed", type=int)
     score.add_argument("--full-curve", action="store_true", help="run every m instead of stopping at the first pass")
-    score.add_argument("--no-check", action="store_true", help="skip the in-distribution check")
-    score.add_argument("--quiet", action="store_true")
+    _add_score_options(score)
     score.set_defaults(func=_score)
 
-    demo = sub.add_parser("demo", help="the main job on the embedded default")
+    exp = sub.add_parser("experiment", help="the paper's experiments")
+    expsub = exp.add_subparsers(dest="experiment", required=True)
+    mt = expsub.add_parser("min-tokens", help="Fig. 5-6: minimum tokens for common, rare and unseen pairs")
+    mt.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
+    mt.add_argument("--queries", type=int, default=20, help="queries per group (default 20, as the paper)")
+    mt.add_argument("--query-seed", type=int, default=7_000_003)
+    mt.add_argument("--training-data", help="the model's training dataset: check that no query is one of its images")
+    _add_score_options(mt)
+    mt.set_defaults(func=_experiment_min_tokens)
+    cal = expsub.add_parser("calibrate", help="caption ceiling and inversion budget on calibration queries")
+    cal.add_argument("--out", required=True, help="output folder (must not exist)")
+    cal.add_argument("--model", help="pipeline folder (default: the shipped shapes model)")
+    cal.add_argument("--queries", type=int, default=4, help="calibration queries per group")
+    cal.add_argument("--budget-queries", type=int, default=2, help="common queries inverted at each step budget")
+    cal.add_argument("--quiet", action="store_true")
+    cal.set_defaults(func=_experiment_calibrate)
+
+    demo = sub.add_parser("demo", help="score the three shipped example queries with the shipped model")
     demo.add_argument("--out", default="outputs/demo")
-    demo.add_argument("--n", type=int, default=2000)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--model", help="pipeline folder (default: the shipped shapes model)")
+    demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(func=_demo)
     return parser
 

@@ -63,3 +63,13 @@ def test_bad_settings():
         score_preset("quick", max_tokens=0)
     with pytest.raises(OriginalityError, match="unknown scoring preset"):
         score_preset("slow")
+
+
+def test_the_shapes_distance_and_check_read_samples_at_the_configured_confidence():
+    from originality.method.search import _shapes_detector
+
+    assert _shapes_detector(score_preset("quick", distance="ssim", check=None)) is None
+    detector = _shapes_detector(score_preset("quick", detector_threshold=0.7))
+    assert detector.threshold == 0.7
+    with pytest.raises(OriginalityError, match="detector threshold"):
+        score_preset("quick", detector_threshold=0)

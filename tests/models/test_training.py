@@ -118,3 +118,28 @@ def test_rerun_with_more_epochs_continues_the_run(small_data, tiny_config, tmp_p
     out = train(dataclasses.replace(tiny_config, unet_epochs=1.0), small_data, tmp_path / "m", progress=False)
     assert summary(out)["steps"]["unet"] == 16
     assert summary(out)["samples_seen"]["vae"] == 16 * 8  # the VAE was not trained again
+
+
+def test_time_budget_saves_a_snapshot_and_a_rerun_finishes(small_data, tiny_config, tmp_path):
+    out = tmp_path / "m"
+    trainer = Trainer(tiny_config, small_data, out, progress=False)
+
+    def out_of_time_at_unet_step_5(stage, step):
+        if stage == "unet" and step == 5:
+            trainer._deadline = 0.0  # the clock has run out
+
+    trainer.on_step = out_of_time_at_unet_step_5
+    trainer.run(max_minutes=60)
+    snapshot = summary(out)
+    assert not snapshot["finished"] and snapshot["steps"]["unet"] <= 5
+    assert "snapshot" in (out / "README.md").read_text()
+    load_pipeline(out)  # usable as it is
+    assert summary(train(tiny_config, small_data, out, progress=False))["finished"]
+    assert summary(out)["steps"]["unet"] == tiny_config.unet_epochs * 128 // tiny_config.unet_batch
+    assert "snapshot" not in (out / "README.md").read_text()
+
+
+def test_a_preset_differing_only_in_epochs_continues_the_run(tiny_config):
+    longer = dataclasses.replace(tiny_config, preset="tiny-long", unet_epochs=5.0)
+    assert longer.fingerprint() == tiny_config.fingerprint()
+    assert dataclasses.replace(tiny_config, unet_lr=1e-4).fingerprint() != tiny_config.fingerprint()

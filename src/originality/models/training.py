@@ -40,7 +40,14 @@ from originality import __version__
 from originality.errors import OriginalityError
 from originality.models.checkpoints import load_optimizer, optimizer_tensors, read_checkpoint, write_checkpoint
 from originality.models.config import TrainConfig
-from originality.models.pipeline import assemble, build_unet, build_vae, save_pipeline, training_scheduler
+from originality.models.pipeline import (
+    assemble,
+    build_unet,
+    build_vae,
+    quiet_libraries,
+    save_pipeline,
+    training_scheduler,
+)
 from originality.models.text_encoders import encode_prompts, load_text_encoder
 from originality.shapes.dataset import read_info, read_table
 
@@ -160,6 +167,7 @@ class Trainer:
     ):
         from accelerate import Accelerator
 
+        quiet_libraries()  # library load reports and bars; the run has its own progress bar
         self.config, self.dataset, self.out = config, Path(dataset), Path(out)
         self.progress = progress
         self.command = command or " ".join(sys.argv)
@@ -215,11 +223,13 @@ class Trainer:
         return tensors, run
 
     # -- the run ----------------------------------------------------------------------------------
-    def run(self, stop_after_steps: int | None = None) -> Path:
+    def run(self, stop_after_steps: int | None = None, max_minutes: float | None = None) -> Path:
         """Train (resuming if a checkpoint exists) and save the pipeline into ``out``.
 
         ``stop_after_steps`` stops early (after that many steps in this call) without
-        saving the pipeline: tests use it to simulate a killed run.
+        saving the pipeline: tests use it to simulate a killed run. ``max_minutes`` is a time
+        budget for this call: when it runs out during the UNet stage, the run is checkpointed and
+        a usable snapshot (EMA weights so far) is saved; rerunning the command continues it.
         """
         cfg = self.config
         images, captions, info = load_images(self.dataset, cfg, self.progress)
@@ -233,6 +243,7 @@ class Trainer:
         if "vae" in tensors:
             vae.load_state_dict(tensors["vae"])
         budget = [stop_after_steps]
+        self._deadline = None if max_minutes is None else time.perf_counter() + 60 * max_minutes
         if run.stage == "done" and run.step < self._steps(len(images), cfg.unet_batch, cfg.unet_epochs):
             run.stage = "unet"  # more epochs asked for: continue the finished run
         if run.stage == "vae" and not self._train_vae(vae, images, tensors, run, budget):
@@ -244,7 +255,8 @@ class Trainer:
         unet = build_unet(cfg, encoder.config.hidden_size)
         if run.stage == "unet":
             text = CaptionEmbeddings(tokenizer, encoder, captions, self.device, self.progress)
-            if not self._train_unet(unet, mean, std, captions, text, tensors, run, budget):
+            finished = self._train_unet(unet, mean, std, captions, text, tensors, run, budget)
+            if not finished and not self._out_of_time():
                 return self.out
             tensors, run = self._load_state()
         unet.load_state_dict(tensors["ema"])
@@ -252,6 +264,9 @@ class Trainer:
         if self.accelerator.is_main_process:
             self._save(vae.cpu(), encoder.cpu(), tokenizer, unet.cpu(), run)
         return self.out
+
+    def _out_of_time(self) -> bool:
+        return self._deadline is not None and time.perf_counter() >= self._deadline
 
     # -- stage 1: the VAE ----------------------------------------------------------------------------
     def _steps(self, n: int, batch: int, epochs: float) -> int:
@@ -421,6 +436,11 @@ class Trainer:
 
         try:
             while run.step < total:
+                if self._out_of_time():
+                    if window:  # the snapshot's summary reports the loss up to here
+                        run.losses[stage].append((run.step, sum(window) / len(window)))
+                    checkpoint()
+                    return False
                 if budget[0] is not None:
                     if budget[0] <= 0:
                         checkpoint()
@@ -490,6 +510,7 @@ class Trainer:
             "final_loss": {k: v[-1][1] if v else None for k, v in run.losses.items()},
             "seconds": run.seconds,
             "scaling_factor": run.scaling_factor,
+            "finished": run.stage == "done",
             "command": self.command,
             "originality_version": __version__,
             "config": self.config.to_dict(),
@@ -511,12 +532,22 @@ class Trainer:
             f"- time: VAE {s['seconds']['vae']:.0f} s, latents {s['seconds']['latents']:.0f} s, "
             f"UNet {s['seconds']['unet']:.0f} s\n"
             f"- latent scaling factor (measured): {s['scaling_factor']:.5f}\n"
-            f"- originality {__version__}\n\n"
+            + (
+                ""
+                if s["finished"]
+                else "- **snapshot**: the time budget ran out before the planned steps; rerun the command to continue\n"
+            )
+            + f"- originality {__version__}\n\n"
             f"Made with:\n\n```\n{s['command']}\n```\n\n"
             "Load with `originality.models.load_pipeline(folder)`; the settings are in `training/summary.json`.\n"
         )
 
 
-def train(config: TrainConfig, dataset: str | Path, out: str | Path, **kwargs: Any) -> Path:
-    """Train (or resume) a model on ``dataset`` into the pipeline folder ``out``."""
-    return Trainer(config, dataset, out, **kwargs).run()
+def train(
+    config: TrainConfig, dataset: str | Path, out: str | Path, *, max_minutes: float | None = None, **kwargs: Any
+) -> Path:
+    """Train (or resume) a model on ``dataset`` into the pipeline folder ``out``.
+
+    With ``max_minutes`` it stops after that long and saves a snapshot; calling again continues.
+    """
+    return Trainer(config, dataset, out, **kwargs).run(max_minutes=max_minutes)

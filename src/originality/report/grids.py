@@ -45,6 +45,15 @@ def image_grid(
     return sheet
 
 
+def grid_cell(grid: str | Path | Image.Image, index: int, *, columns: int = 10, cell: int = 96) -> Image.Image:
+    """Cell ``index`` of a caption-less :func:`image_grid` (the score's sample grids use 10 x 96 px)."""
+    sheet = grid if isinstance(grid, Image.Image) else Image.open(grid)
+    pad = 4
+    x = pad + (index % columns) * (cell + pad)
+    y = pad + (index // columns) * (cell + pad)
+    return sheet.crop((x, y, x + cell, y + cell))
+
+
 def dataset_contact_sheet(path: str | Path, out: str | Path, *, count: int = 48, columns: int = 8) -> Path:
     """A PNG of the first ``count`` images of a shapes dataset, with their captions."""
     import io

@@ -73,3 +73,39 @@ preset <code>{e(str(config["preset"]))}</code>, domain <code>{e(result["settings
     tmp.write_text(page)
     tmp.replace(out)
     return out
+
+
+def batch_report(records: list[dict[str, Any]], out: Path, title: str = "originality scores") -> Path:
+    """``report.html`` of a batch: one row per image (query, count, distances), and all curves."""
+    from originality.report.plots import distance_curve
+
+    e = html.escape
+    results = []
+    rows = []
+    for r in records:
+        folder = out / r["folder"]
+        result_file = folder / "result.json"
+        if result_file.is_file():
+            results.append(json.loads(result_file.read_text()))
+        distances = " ".join(f"{m}: {d:.2f}" for m, d in r["distances"].items())
+        query = folder / "query.png"
+        img = f"<img class=px width=64 src='{inline_png(query)}'>" if query.is_file() else ""
+        rows.append(
+            f"<tr><td style='text-align:left'><a href='{e(r['folder'])}/report.html'>{e(r['image'])}</a></td>"
+            f"<td>{img}</td><td><b>{e(r['label'])}</b></td><td>{r['soft_tokens']:.2f}</td>"
+            f"<td style='text-align:left'>{e(distances)}</td></tr>"
+        )
+    curves = ""
+    if results:
+        plot = distance_curve(results, out / "distance_curves.png", labels=[r["image"] for r in results])
+        curves = f"<img src='{inline_png(plot)}'>"
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(title)}</title>
+<style>{STYLE}</style></head><body><h1>{e(title)}</h1>
+<p>Minimum tokens that reconstruct each image in-distribution ("+": none within M); the soft count
+places an image between counts; distances by token count m. Each name links to its own report.</p>
+<table><tr><th>image</th><th></th><th>tokens</th><th>soft</th><th>distance by m</th></tr>{"".join(rows)}</table>
+{curves}</body></html>"""
+    tmp = out / ".report.html.tmp"
+    tmp.write_text(page)
+    tmp.replace(out / "report.html")
+    return out / "report.html"

@@ -72,3 +72,68 @@ def distance_curve(results: list[dict], out: str | Path, labels: list[str] | Non
         ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, out)
+
+
+GROUP_COLOURS = {"common": "#2a7ab9", "rare": "#e08a1e", "unseen": "#c0392b"}
+
+
+def token_histogram(summary: dict, out: str | Path) -> Path:
+    """Fig. 6: how many queries of each group need 1..M tokens, or "+" (none within M)."""
+    import numpy as np
+
+    labels, groups = summary["labels"], summary["groups"]
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    width = 0.8 / max(1, len(groups))
+    x = np.arange(len(labels))
+    for i, (name, g) in enumerate(groups.items()):
+        total = max(1, g["queries"])
+        heights = [g["histogram"][lab] / total for lab in labels]
+        ax.bar(x + (i - (len(groups) - 1) / 2) * width, heights, width, label=f"{name} (n={g['queries']})",
+               color=GROUP_COLOURS.get(name))  # fmt: skip
+    ax.set_xticks(x, labels)
+    ax.set_xlabel("minimum tokens")
+    ax.set_ylabel("fraction of queries")
+    rho = summary.get("spearman")
+    title = "minimum tokens by training frequency"
+    if rho:
+        title += f"\nSpearman rho {rho['rho']:.2f} (p = {rho['p']:.1g})"
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def group_curves(summary: dict, out: str | Path) -> Path:
+    """Mean reconstruction distance against tokens per group (band: spread over queries)."""
+    import numpy as np
+
+    counts = any(g.get("detected_elements_by_m") for g in summary["groups"].values())
+    fig, axes = plt.subplots(1, 2 if counts else 1, figsize=(9.5 if counts else 5, 3.4), squeeze=False)
+    ax = axes[0][0]
+    for name, g in summary["groups"].items():
+        mean, std = np.asarray(g["distance_mean_by_m"]), np.asarray(g["distance_std_by_m"])
+        if not len(mean):
+            continue
+        ms = np.arange(1, len(mean) + 1)
+        colour = GROUP_COLOURS.get(name)
+        ax.plot(ms, mean, marker="o", label=name, color=colour)
+        ax.fill_between(ms, mean - std, mean + std, alpha=0.15, color=colour)
+    threshold = summary["settings"]["score"]["threshold"]
+    ax.axhline(threshold, color="grey", ls="--", lw=1, label="threshold")
+    ax.set_xlabel("tokens m")
+    ax.set_ylabel("mean distance")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if counts:
+        ax = axes[0][1]
+        for name, g in summary["groups"].items():
+            values = g.get("detected_elements_by_m") or []
+            ax.plot(range(1, len(values) + 1), values, marker="o", label=name, color=GROUP_COLOURS.get(name))
+        ax.axhline(2, color="grey", ls="--", lw=1, label="the query's 2")
+        ax.set_xlabel("tokens m")
+        ax.set_ylabel("detected elements per sample")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out)

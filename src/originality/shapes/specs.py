@@ -145,11 +145,11 @@ class DatasetSpec:
         u -= self.empty_fraction
         for c in self.components:
             if u < c.fraction:
-                return c.name, self._component_elements(c, rng), c.fixed_centres
+                return c.name, self.component_elements(c, rng), c.fixed_centres
             u -= c.fraction
         return "rest", self._rest_elements(rng), None
 
-    def _component_elements(self, c: Component, rng: np.random.Generator) -> list[Element]:
+    def component_elements(self, c: Component, rng: np.random.Generator) -> list[Element]:
         allowed = set(self.allowed)
         by_shape = {s: [e for e in self.spanning_set if e.shape == s and e in allowed] for s in c.shapes}
         chosen = [by_shape[s][rng.integers(len(by_shape[s]))] for s in c.shapes]

@@ -1,0 +1,83 @@
+"""The README's first command: score the three example queries shipped with the package.
+
+One query per group of the originality mix (App. E.1): a common pair (circle + square, 30% of
+the training images), a rare one (circle + triangle, 0.1%) and an unseen one (square +
+triangle), scored by the shipped shapes model with the ``quick`` preset. The paper's ordering
+is common < rare < unseen in minimum tokens.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from originality.errors import OriginalityError
+from originality.method.search import ScoreConfig
+
+EXAMPLES = Path(__file__).resolve().parent / "assets" / "queries"
+MARKER = "demo.json"
+EXAMPLE_SEED = 2024  # not a seed of any shipped dataset or of the experiments' queries
+
+
+def write_examples(folder: Path = EXAMPLES) -> Path:
+    """(Re)make the shipped example queries and their ``queries.csv``."""
+    from originality.experiments.min_tokens import render_query
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for group in ("common", "rare", "unseen"):
+        image, text = render_query(group, 0, EXAMPLE_SEED)
+        image.save(folder / f"{group}.png")
+        rows.append({"image": f"{group}.png", "group": group, "caption": text})
+    with (folder / "queries.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["image", "group", "caption"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder / "queries.csv"
+
+
+def run_demo(
+    out: str | Path = "outputs/demo",
+    *,
+    model: str | Path | None = None,
+    config: ScoreConfig | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Score the shipped examples (``quick`` preset unless ``config``), print a table, write the report."""
+    from originality.batch import score_all, write_batch_report
+    from originality.method.search import score_preset
+    from originality.models.pipeline import default_model, load_pipeline
+
+    out = Path(out)
+    config = config or score_preset("quick")
+    settings: dict[str, Any] = {"model": str(model or default_model()), "config": config.__dict__}
+    _prepare(out, settings)
+    started = time.perf_counter()
+    pipeline = load_pipeline(model)
+    records = score_all(EXAMPLES / "queries.csv", pipeline, config, out / "scores", progress=progress)
+    captions = {r["image"]: r["caption"] for r in csv.DictReader((EXAMPLES / "queries.csv").open())}
+    print(f"\n{'query':12s} {'tokens':>6s} {'soft':>5s}  {'distance by m':28s} caption")
+    for r in records:
+        ds = " ".join(f"{d:.2f}" for d in r["distances"].values())
+        print(f"{r['image']:12s} {r['label']:>6s} {r['soft_tokens']:5.2f}  {ds:28s} {captions.get(r['image'], '')}")
+    report = write_batch_report(out / "scores", records)
+    print(f"\nreport: {report} ({time.perf_counter() - started:.0f} s)")
+    return records
+
+
+def _prepare(out: Path, settings: dict[str, Any]) -> None:
+    """Resume a demo of the same settings; start a stale demo folder again; refuse other folders."""
+    marker = out / MARKER
+    wanted = json.loads(json.dumps(settings))
+    if marker.is_file():
+        if json.loads(marker.read_text()) == wanted:
+            return
+        shutil.rmtree(out)  # our own folder, from another model or preset: start again
+    elif out.exists() and any(out.iterdir()):
+        raise OriginalityError(f"output folder {out} exists and is not a demo folder; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(wanted, indent=1) + "\n")

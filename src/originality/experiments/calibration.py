@@ -1,0 +1,157 @@
+"""Calibrate the shapes scorer on calibration queries (never the evaluated ones).
+
+Two measurements on queries rendered with their own seed:
+
+1. **Caption ceiling.** Prompt the model with each query's true caption and read N samples with
+   the detector at several confidences. The fraction of samples that hold exactly the query's
+   elements is the best a learned prompt can hope for; it tells which detector confidence reads
+   this model's samples and where a distance threshold can sit (a threshold no caption reaches
+   would make every image "+").
+2. **Inversion budget.** Invert common calibration queries with m tokens for several step
+   counts and measure the distance of the reconstructions: the cheapest budget that reaches the
+   distance of the longest one is enough for the ``quick`` preset.
+
+``calibration.json`` holds every number; the chosen preset values cite it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from originality.errors import OriginalityError
+from originality.experiments.min_tokens import GROUPS, render_query
+
+
+@dataclass
+class CalibrationConfig:
+    queries: int = 4  # per group
+    query_seed: int = 5_000_011  # not the experiments' query seed
+    samples: int = 16
+    inference_steps: int = 25
+    guidance_scale: float = 3.0
+    detector_thresholds: tuple[float, ...] = (0.5, 0.7, 0.9)
+    budgets: tuple[int, ...] = (100, 300, 600)  # inversion steps
+    tokens: tuple[int, ...] = (1, 2)
+    budget_queries: int = 2  # common queries inverted at each budget
+    batch_size: int = 8
+    lr: float = 5e-3
+    size: int = 64
+
+
+def calibrate(model: str | Path | None, out: str | Path, config: CalibrationConfig, *, progress: bool = True) -> dict:
+    from tqdm.auto import tqdm
+
+    from originality.detection.detector import ElementDetector, element_multiset
+    from originality.domains import load_domain
+    from originality.method.inversion import InversionSettings, image_latents, invert
+    from originality.method.reconstruction import reconstruct
+    from originality.models.pipeline import generate, load_pipeline
+
+    if config.queries < 1 or config.samples < 1:
+        raise OriginalityError("calibration needs at least one query and one sample")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise OriginalityError(f"output folder {out} exists and is not empty; choose another --out")
+    pipeline = load_pipeline(model)
+    detector = ElementDetector.load()
+    low = min(config.detector_thresholds)
+    seeds = list(range(config.samples))
+
+    def match_rates(query, samples) -> dict[str, float]:
+        found = detector.detect([query, *samples], threshold=low)
+        rates = {}
+        for th in config.detector_thresholds:
+            kept = [[d for d in ds if d.confidence >= th] for ds in found]
+            want = element_multiset(kept[0])
+            rates[str(th)] = float(np.mean([element_multiset(k) == want for k in kept[1:]]))
+        return rates
+
+    ceiling: dict[str, list[dict[str, Any]]] = {g: [] for g in GROUPS}
+    queries = {g: [render_query(g, i, config.query_seed, config.size) for i in range(config.queries)] for g in GROUPS}
+    started = time.perf_counter()
+    for g, items in tqdm(queries.items(), desc="caption ceiling", disable=not progress):
+        for image, text in items:
+            samples = generate(
+                pipeline, [text] * len(seeds), seeds, steps=config.inference_steps, guidance_scale=config.guidance_scale
+            )
+            ceiling[g].append({"caption": text, "match_rate": match_rates(image, samples)})
+    ceiling_seconds = time.perf_counter() - started
+
+    domain = load_domain("shapes")
+    budget_rows = []
+    common = queries["common"][: config.budget_queries]
+    jobs = [(q, m, steps) for q in range(len(common)) for m in config.tokens for steps in config.budgets]
+    for q, m, steps in tqdm(jobs, desc="inversion budget", disable=not progress):
+        image, text = common[q]
+        settings = InversionSettings(
+            steps=steps,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            templates=domain.templates,
+            initializer=domain.initializer,
+            seed=0,
+        )
+        t0 = time.perf_counter()
+        inversion = invert(pipeline, image, m, settings, latents=image_latents(pipeline, image))
+        seconds = time.perf_counter() - t0
+        samples = reconstruct(
+            pipeline,
+            inversion.embeddings,
+            seeds,
+            prompt=domain.prompt,
+            steps=config.inference_steps,
+            guidance_scale=config.guidance_scale,
+        )
+        budget_rows.append(
+            {
+                "query": q,
+                "caption": text,
+                "m": m,
+                "steps": steps,
+                "seconds": seconds,
+                "final_loss": float(np.mean(inversion.losses[-20:])),
+                "match_rate": match_rates(image, samples),
+            }
+        )
+    report = {
+        "config": dataclasses.asdict(config),
+        "model": str(model) if model else "shipped default",
+        "caption_ceiling": {
+            g: {
+                "mean_match_rate": {
+                    str(th): float(np.mean([r["match_rate"][str(th)] for r in rows]))
+                    for th in config.detector_thresholds
+                },
+                "queries": rows,
+            }
+            for g, rows in ceiling.items()
+        },
+        "caption_ceiling_seconds": ceiling_seconds,
+        "inversion_budget": budget_rows,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "calibration.json").write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def format_calibration(report: dict) -> str:
+    ths = report["config"]["detector_thresholds"]
+    lines = ["caption ceiling: fraction of samples matching the query exactly, by detector confidence"]
+    lines.append(f"{'group':8s} " + " ".join(f"{th:>6}" for th in ths))
+    for g, v in report["caption_ceiling"].items():
+        lines.append(f"{g:8s} " + " ".join(f"{v['mean_match_rate'][str(th)]:6.2f}" for th in ths))
+    lines.append("inversion budget (common queries): match rate by detector confidence")
+    for r in report["inversion_budget"]:
+        rates = " ".join(f"{r['match_rate'][str(th)]:.2f}" for th in ths)
+        lines.append(
+            f"query {r['query']} m={r['m']} steps={r['steps']:4d} ({r['seconds']:.0f} s, "
+            f"loss {r['final_loss']:.4f}): {rates}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,320 @@
+"""Fig. 5-6 of the paper: minimum tokens for common, rare and unseen element pairs (App. E.1).
+
+On a model trained on the originality mix, the circle+square pair fills 30% of the training
+images (common), circle+triangle 0.1% (rare), and square+triangle never occurs (unseen). The
+paper finds that common queries reconstruct with one token, rare ones need two or three, and
+unseen ones four, five or more.
+
+The experiment renders fresh query images for each group (a seed no training set uses, and,
+given the training data, a check that no query is one of its images), scores every query with
+the full curve m = 1..M, and writes:
+
+* ``fig6.png``: the histogram of minimum tokens per group ("+" for none within M);
+* ``curves.png``: mean distance against m per group, with the spread over queries;
+* ``summary.json``: every number, with Spearman's rho between the training-frequency rank of
+  the group and the minimum token count ("+" counted as M + 1);
+* ``report.html``: the figures and Fig. 5 style rows (query, then a sample for each m).
+
+Each query's result lands in ``scores/`` as it finishes (``results.jsonl``); rerunning the same
+command resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from originality.errors import OriginalityError
+from originality.method.search import ScoreConfig
+
+# (shapes of the pair, fraction of the originality-mix training images): App. E.1.
+GROUPS: dict[str, tuple[tuple[str, str], float]] = {
+    "common": (("circle", "square"), 0.30),
+    "rare": (("circle", "triangle"), 0.001),
+    "unseen": (("square", "triangle"), 0.0),
+}
+SETTINGS_FILE = "experiment.json"
+
+
+@dataclass
+class MinTokensConfig:
+    queries: int = 20  # per group (paper: 20)
+    # Training sets are made with small seeds; queries draw from rng([query_seed, group, index]).
+    query_seed: int = 7_000_003
+    size: int = 64
+    groups: tuple[str, ...] = ("common", "rare", "unseen")
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+
+    def validate(self) -> MinTokensConfig:
+        if self.queries < 1:
+            raise OriginalityError(f"--queries must be >= 1, got {self.queries}")
+        unknown = [g for g in self.groups if g not in GROUPS]
+        if unknown:
+            raise OriginalityError(f"unknown group {unknown[0]!r}; known: {', '.join(GROUPS)}")
+        self.score = dataclasses.replace(self.score, full_curve=True).validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# -- queries ----------------------------------------------------------------------------------------
+def render_query(group: str, index: int, seed: int, size: int = 64) -> tuple[Image.Image, str]:
+    """Query ``index`` of ``group``: the pair's two shapes, colours drawn as the mix draws them."""
+    from originality.shapes.captions import caption
+    from originality.shapes.rendering import render, sample_layout
+    from originality.shapes.specs import Component, originality_mix
+
+    shapes, _ = GROUPS[group]
+    spec = originality_mix()
+    rng = np.random.default_rng([seed, list(GROUPS).index(group), index])
+    elements = spec.component_elements(Component(group, 1.0, list(shapes)), rng)
+    placed = sample_layout(elements, size, rng)
+    return render(placed, size), caption(elements)
+
+
+def make_queries(out: Path, config: MinTokensConfig) -> list[dict[str, str]]:
+    """Write ``queries/<group>-<i>.png`` and ``queries.csv`` (image, group, caption)."""
+    folder = out / "queries"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for group in config.groups:
+        for i in range(config.queries):
+            image, text = render_query(group, i, config.query_seed, config.size)
+            name = f"{group}-{i:02d}.png"
+            image.save(folder / name)
+            rows.append({"image": f"queries/{name}", "group": group, "caption": text})
+    with (out / "queries.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["image", "group", "caption"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def _pixels_hash(image: Image.Image) -> str:
+    return hashlib.sha256(np.asarray(image.convert("RGB")).tobytes()).hexdigest()
+
+
+def check_not_in_training(out: Path, rows: list[dict[str, str]], training: str | Path) -> int:
+    """Refuse if any query's pixels equal a training image's; returns the number compared."""
+    from originality.shapes.dataset import read_table
+
+    wanted = {_pixels_hash(Image.open(out / r["image"])): r["image"] for r in rows}
+    captions = {r["caption"] for r in rows}
+    table = read_table(training, columns=["image", "caption"])
+    compared = 0
+    for record in table.to_pylist():
+        if record["caption"] not in captions:  # different content: cannot be the same image
+            continue
+        compared += 1
+        digest = _pixels_hash(Image.open(io.BytesIO(record["image"]["bytes"])))
+        if digest in wanted:
+            raise OriginalityError(f"query {wanted[digest]} is a training image; choose another --query-seed")
+    return compared
+
+
+# -- the run ----------------------------------------------------------------------------------------
+def run_min_tokens(
+    model: str | Path | None,
+    out: str | Path,
+    config: MinTokensConfig,
+    *,
+    training: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score every query (resuming), then write the figures, summary.json and report.html."""
+    from originality.batch import score_all
+    from originality.models.pipeline import load_pipeline
+
+    config.validate()
+    out = Path(out)
+    # The query count is left out: rerunning with more --queries adds queries to a finished run.
+    settings = {"config": {**config.to_dict(), "queries": None}, "model": str(model) if model else "shipped default"}
+    resuming = _check_out(out, settings)
+    pipeline = load_pipeline(model)  # a bad --model fails before anything is written
+    if not resuming:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=1) + "\n")
+    rows = make_queries(out, config)
+    compared = check_not_in_training(out, rows, training) if training else None
+    started = time.perf_counter()
+    records = score_all(out / "queries.csv", pipeline, config.score, out / "scores", progress=progress)
+    summary = summarise(records, rows, config)
+    add_element_counts(summary, out, records, rows, config)
+    summary["model"] = settings["model"]
+    summary["training_images_compared"] = compared
+    summary["seconds_this_call"] = time.perf_counter() - started
+    write_outputs(out, summary, records, rows)
+    return summary
+
+
+def _check_out(out: Path, settings: dict[str, Any]) -> bool:
+    """True to resume a run of the very same settings in ``out``, False for a new folder; else refuse."""
+    marker = out / SETTINGS_FILE
+    if marker.is_file():
+        if json.loads(marker.read_text()) != json.loads(json.dumps(settings)):
+            raise OriginalityError(f"{out} holds an experiment with other settings; choose another --out")
+        return True
+    if out.exists() and any(out.iterdir()):
+        raise OriginalityError(f"output folder {out} exists and is not an experiment to resume; choose another --out")
+    return False
+
+
+def summarise(records: list[dict[str, Any]], rows: list[dict[str, str]], config: MinTokensConfig) -> dict[str, Any]:
+    from scipy.stats import spearmanr
+
+    m_max = config.score.max_tokens
+    labels = [str(m) for m in range(1, m_max + 1)] + ["+"]
+    group_of = {r["image"]: r["group"] for r in rows}
+    by_group: dict[str, list[dict[str, Any]]] = {g: [] for g in config.groups}
+    for r in records:
+        by_group[group_of[r["image"]]].append(r)
+    rank = {g: i + 1 for i, g in enumerate(sorted(config.groups, key=lambda g: -GROUPS[g][1]))}
+    groups: dict[str, Any] = {}
+    xs, ys = [], []
+    for g, rs in by_group.items():
+        tokens = [m_max + 1 if r["count"] is None else r["count"] for r in rs]
+        # results.jsonl keys m as text; records fresh from score_all key it as int
+        per_m = [{int(m): d for m, d in r["distances"].items()} for r in rs]
+        curves = np.array([[d[m] for m in range(1, m_max + 1)] for d in per_m]).reshape(len(rs), m_max)
+        groups[g] = {
+            "pair": list(GROUPS[g][0]),
+            "training_fraction": GROUPS[g][1],
+            "frequency_rank": rank[g],
+            "queries": len(rs),
+            "histogram": {lab: sum(r["label"] == lab for r in rs) for lab in labels},
+            "mean_tokens": float(np.mean(tokens)) if rs else None,
+            "mean_soft_tokens": float(np.mean([r["soft_tokens"] for r in rs])) if rs else None,
+            "distance_mean_by_m": curves.mean(axis=0).tolist() if rs else [],
+            "distance_std_by_m": curves.std(axis=0).tolist() if rs else [],
+        }
+        xs += [rank[g]] * len(rs)
+        ys += tokens
+    rho = spearmanr(xs, ys) if len(set(xs)) > 1 and len(set(ys)) > 1 else None
+    return {
+        "groups": groups,
+        "spearman": None if rho is None else {"rho": float(rho.statistic), "p": float(rho.pvalue), "n": len(xs)},
+        "labels": labels,
+        "settings": config.to_dict(),
+    }
+
+
+def add_element_counts(
+    summary: dict[str, Any], out: Path, records: list[dict[str, Any]], rows: list[dict[str, str]], config
+) -> None:
+    """Mean number of elements the detector finds per sample, by group and m (queries hold 2).
+
+    Read back from the saved sample grids: evidence for what the learned prompts make the model
+    draw besides exact matches (e.g. a count that grows with the number of tokens).
+    """
+    from originality.detection.detector import ElementDetector
+    from originality.report.grids import grid_cell
+
+    score = config.score
+    if score.distance != "elements" and score.check != "positions":
+        return
+    detector = ElementDetector.load(threshold=score.detector_threshold)
+    group_of = {r["image"]: r["group"] for r in rows}
+    counts: dict[str, list[list[float]]] = {g: [] for g in config.groups}
+    for r in records:
+        folder = out / "scores" / r["folder"]
+        per_m = []
+        for m in range(1, score.max_tokens + 1):
+            grid = Image.open(folder / "samples" / f"m{m}.png")
+            cells = [grid_cell(grid, i).resize((config.size,) * 2, Image.Resampling.BOX) for i in range(score.samples)]
+            per_m.append(float(np.mean([len(d) for d in detector.detect(cells)])))
+        counts[group_of[r["image"]]].append(per_m)
+    for g, values in counts.items():
+        summary["groups"][g]["detected_elements_by_m"] = np.mean(values, axis=0).tolist() if values else []
+
+
+def write_outputs(
+    out: Path, summary: dict[str, Any], records: list[dict[str, Any]], rows: list[dict[str, str]]
+) -> None:
+    from originality.report.plots import group_curves, token_histogram
+
+    token_histogram(summary, out / "fig6.png")
+    group_curves(summary, out / "curves.png")
+    tmp = out / ".summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    tmp.replace(out / "summary.json")
+    write_report(out, summary, records, rows)
+
+
+def write_report(out: Path, summary: dict[str, Any], records: list[dict[str, Any]], rows: list[dict[str, str]]) -> Path:
+    """``report.html``: the figures, the numbers, and a Fig. 5 row per query."""
+    import html
+
+    from originality.report.grids import grid_cell
+    from originality.report.html import STYLE, inline_png
+
+    e = html.escape
+    m_max = summary["settings"]["score"]["max_tokens"]
+    by_image = {r["image"]: r for r in records}
+    table = "".join(
+        f"<tr><td>{e(g)}</td><td>{e(' + '.join(v['pair']))}</td><td>{v['training_fraction']:.1%}</td>"
+        f"<td>{v['queries']}</td>"
+        + "".join(f"<td>{v['histogram'][lab]}</td>" for lab in summary["labels"])
+        + f"<td>{_fmt(v['mean_soft_tokens'])}</td>"
+        + f"<td>{' '.join(f'{x:.1f}' for x in v.get('detected_elements_by_m', []))}</td></tr>"
+        for g, v in summary["groups"].items()
+    )
+    sections = []
+    for group in summary["groups"]:
+        lines = []
+        for row in (r for r in rows if r["group"] == group):
+            record = by_image.get(row["image"])
+            if record is None:
+                continue
+            folder = out / "scores" / record["folder"]
+            cells = [f"<img class=px width=64 src='{inline_png(folder / 'query.png')}'>"]
+            for m in range(1, m_max + 1):
+                grid = folder / "samples" / f"m{m}.png"
+                cells.append(
+                    f"<img class=px width=64 src='{inline_png(grid_cell(grid, 0))}'>" if grid.is_file() else ""
+                )
+            lines.append(
+                f"<tr><td>{e(row['image'])}<br><small>{e(row['caption'])}</small></td>"
+                + "".join(f"<td>{c}</td>" for c in cells)
+                + f"<td><b>{e(record['label'])}</b></td></tr>"
+            )
+        head = "".join(f"<th>m = {m}</th>" for m in range(1, m_max + 1))
+        sections.append(
+            f"<h2>{e(group)}</h2><table><tr><th>query</th><th>image</th>{head}<th>min tokens</th></tr>"
+            + "".join(lines)
+            + "</table>"
+        )
+    rho = summary["spearman"]
+    rho_text = (
+        "n/a (one group or one count only)" if rho is None else f"{rho['rho']:.3f} (p = {rho['p']:.2g}, n = {rho['n']})"
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>originality: minimum tokens (Fig. 5-6)</title>
+<style>{STYLE}</style></head><body>
+<h1>Minimum tokens for common, rare and unseen pairs</h1>
+<p>Model: <code>{e(summary["model"])}</code>. Spearman's rho between training-frequency rank and minimum
+tokens ("+" = {m_max + 1}): <b>{e(rho_text)}</b>.</p>
+<table><tr><th>group</th><th>pair</th><th>in training</th><th>queries</th>
+{"".join(f"<th>{e(lab)}</th>" for lab in summary["labels"])}<th>mean soft tokens</th>
+<th>elements per sample, m = 1..M</th></tr>{table}</table>
+<img src='{inline_png(out / "fig6.png")}'> <img src='{inline_png(out / "curves.png")}'>
+<p>Rows: the query, then the first of the N reconstructions at each token count.</p>
+{"".join(sections)}
+<pre>{e(json.dumps(summary["settings"], indent=1))}</pre></body></html>"""
+    tmp = out / ".report.html.tmp"
+    tmp.write_text(page)
+    tmp.replace(out / "report.html")
+    return out / "report.html"
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"

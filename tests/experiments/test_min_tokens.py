@@ -1,0 +1,105 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from originality.errors import OriginalityError
+from originality.experiments.min_tokens import (
+    MinTokensConfig,
+    check_not_in_training,
+    make_queries,
+    render_query,
+    run_min_tokens,
+    summarise,
+)
+from originality.method.search import score_preset
+from originality.shapes.captions import parse_caption
+
+
+def test_queries_hold_their_groups_pair_and_are_reproducible():
+    for group, shapes in [("common", {"circle", "square"}), ("rare", {"circle", "triangle"}),
+                          ("unseen", {"square", "triangle"})]:  # fmt: skip
+        image, text = render_query(group, 3, seed=11)
+        again, _ = render_query(group, 3, seed=11)
+        assert {e.shape for e in parse_caption(text)} == shapes
+        assert np.array_equal(np.asarray(image), np.asarray(again))
+        other, _ = render_query(group, 4, seed=11)
+        assert not np.array_equal(np.asarray(image), np.asarray(other))
+
+
+def test_a_query_equal_to_a_training_image_is_refused(tiny_data, tmp_path):
+    import io
+
+    from originality.shapes.dataset import read_table
+
+    config = MinTokensConfig(queries=2, size=32)
+    rows = make_queries(tmp_path, config)
+    assert check_not_in_training(tmp_path, rows, tiny_data) > 0  # common captions were compared
+    record = next(r for r in read_table(tiny_data).to_pylist() if r["component"] == "common")
+    Image.open(io.BytesIO(record["image"]["bytes"])).save(tmp_path / rows[0]["image"])
+    rows[0]["caption"] = record["caption"]
+    with pytest.raises(OriginalityError, match="is a training image"):
+        check_not_in_training(tmp_path, rows, tiny_data)
+
+
+def _record(image, count, m_max=3):
+    distances = {str(m): (0.1 if count is not None and m >= count else 0.9) for m in range(1, m_max + 1)}
+    return {"image": image, "count": count, "label": "+" if count is None else str(count), "soft_tokens": 1.0,
+            "distances": distances, "folder": image}  # fmt: skip
+
+
+def test_summary_histogram_and_spearman_follow_the_counts():
+    config = MinTokensConfig(queries=4, score=score_preset("quick", max_tokens=3))
+    rows, records = [], []
+    for group, counts in [("common", [1, 1, 1, 2]), ("rare", [2, 3, 2, 3]), ("unseen", [None, None, 3, None])]:
+        for i, c in enumerate(counts):
+            rows.append({"image": f"{group}-{i}", "group": group, "caption": ""})
+            records.append(_record(f"{group}-{i}", c))
+    summary = summarise(records, rows, config)
+    assert summary["groups"]["common"]["histogram"] == {"1": 3, "2": 1, "3": 0, "+": 0}
+    assert summary["groups"]["unseen"]["histogram"]["+"] == 3
+    assert summary["groups"]["unseen"]["mean_tokens"] == pytest.approx((4 + 4 + 3 + 4) / 4)
+    assert summary["spearman"]["rho"] > 0.8 and summary["spearman"]["p"] < 0.01
+    swapped = {"common": "unseen", "unseen": "common", "rare": "rare"}  # the opposite ordering
+    rows = [dict(r, group=swapped[r["group"]]) for r in rows]
+    assert summarise(records, rows, config)["spearman"]["rho"] < -0.8
+
+
+def test_experiment_writes_figures_and_resumes(tiny_model, tiny_data, tmp_path):
+    score = score_preset(
+        "quick", steps=2, batch_size=2, samples=2, inference_steps=2, max_tokens=2, distance="ssim", check=None,
+        threshold=0.99,
+    )  # fmt: skip
+    config = MinTokensConfig(queries=1, size=32, score=score)
+    out = tmp_path / "exp"
+    summary = run_min_tokens(tiny_model, out, config, training=tiny_data, progress=False)
+    for name in ("fig6.png", "curves.png", "summary.json", "report.html", "queries.csv"):
+        assert (out / name).is_file(), name
+    assert sum(summary["groups"]["rare"]["histogram"].values()) == 1
+    assert all(len(g["distance_mean_by_m"]) == 2 for g in summary["groups"].values())  # full curve
+    assert summary["training_images_compared"] > 0
+    lines = (out / "scores" / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    again = run_min_tokens(tiny_model, out, config, training=tiny_data, progress=False)  # resumes: nothing rescored
+    assert (out / "scores" / "results.jsonl").read_text().splitlines() == lines
+    assert again["groups"] == json.loads((out / "summary.json").read_text())["groups"]
+    more = MinTokensConfig(queries=2, size=32, score=score)  # more queries extend the run
+    extended = run_min_tokens(tiny_model, out, more, training=tiny_data, progress=False)
+    assert (out / "scores" / "results.jsonl").read_text().splitlines()[:3] == lines
+    assert sum(g["queries"] for g in extended["groups"].values()) == 6
+    other = MinTokensConfig(queries=2, size=32, query_seed=5, score=score)
+    with pytest.raises(OriginalityError, match="other settings"):
+        run_min_tokens(tiny_model, out, other, progress=False)
+
+
+def test_bad_settings_are_refused(tmp_path):
+    with pytest.raises(OriginalityError, match="queries"):
+        MinTokensConfig(queries=0).validate()
+    with pytest.raises(OriginalityError, match="unknown group"):
+        MinTokensConfig(groups=("common", "odd")).validate()
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "file.txt").write_text("mine")
+    with pytest.raises(OriginalityError, match="not an experiment"):
+        run_min_tokens(None, tmp_path / "x", MinTokensConfig(queries=1), progress=False)
+    assert (tmp_path / "x" / "file.txt").read_text() == "mine"

@@ -1,0 +1,49 @@
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from originality.demo import EXAMPLES, _prepare, write_examples
+from originality.errors import OriginalityError
+from originality.shapes.captions import parse_caption
+
+
+def test_shipped_examples_are_what_write_examples_renders(tmp_path):
+    write_examples(tmp_path)
+    rows = list(csv.DictReader((EXAMPLES / "queries.csv").open()))
+    assert [r["group"] for r in rows] == ["common", "rare", "unseen"]
+    assert rows == list(csv.DictReader((tmp_path / "queries.csv").open()))
+    for r in rows:
+        shipped, fresh = Image.open(EXAMPLES / r["image"]), Image.open(tmp_path / r["image"])
+        assert np.array_equal(np.asarray(shipped), np.asarray(fresh))
+        assert len(parse_caption(r["caption"])) == 2
+
+
+def test_demo_folder_resumes_restarts_or_refuses(tmp_path):
+    out = tmp_path / "demo"
+    _prepare(out, {"model": "a"})
+    (out / "scores").mkdir()
+    _prepare(out, {"model": "a"})  # same settings: resume
+    assert (out / "scores").is_dir()
+    _prepare(out, {"model": "b"})  # another model: our own folder starts again
+    assert not (out / "scores").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    with pytest.raises(OriginalityError, match="not a demo folder"):
+        _prepare(tmp_path / "mine", {"model": "a"})
+    assert (tmp_path / "mine" / "notes.txt").is_file()
+
+
+def test_demo_scores_the_examples_prints_a_table_and_writes_the_report(tiny_model, tmp_path, capsys):
+    from originality.demo import run_demo
+    from originality.method.search import score_preset
+
+    config = score_preset(
+        "quick", steps=2, batch_size=2, samples=2, inference_steps=2, max_tokens=1, distance="ssim", check=None
+    )
+    records = run_demo(tmp_path / "demo", model=tiny_model, config=config, progress=False)
+    assert [r["image"] for r in records] == ["common.png", "rare.png", "unseen.png"]
+    printed = capsys.readouterr().out
+    assert "big red full circle and big blue full square" in printed and "report:" in printed
+    assert (tmp_path / "demo" / "scores" / "report.html").is_file()
