@@ -50,8 +50,8 @@ def calibrate(model: str | Path | None, out: str | Path, config: CalibrationConf
 
     from originality.detection.detector import ElementDetector, element_multiset
     from originality.domains import load_domain
-    from originality.method.inversion import InversionSettings, image_latents, invert
-    from originality.method.reconstruction import reconstruct
+    from originality.method.inversion import image_latents
+    from originality.method.search import invert_and_reconstruct, score_preset
     from originality.models.pipeline import generate, load_pipeline
 
     if config.queries < 1 or config.samples < 1:
@@ -87,28 +87,21 @@ def calibrate(model: str | Path | None, out: str | Path, config: CalibrationConf
     domain = load_domain("shapes")
     budget_rows = []
     common = queries["common"][: config.budget_queries]
+    latents = [image_latents(pipeline, image) for image, _ in common]  # once per query, not per job
     jobs = [(q, m, steps) for q in range(len(common)) for m in config.tokens for steps in config.budgets]
     for q, m, steps in tqdm(jobs, desc="inversion budget", disable=not progress):
         image, text = common[q]
-        settings = InversionSettings(
+        score_config = score_preset(
+            "quick",
             steps=steps,
             batch_size=config.batch_size,
             lr=config.lr,
-            templates=domain.templates,
-            initializer=domain.initializer,
-            seed=0,
-        )
-        t0 = time.perf_counter()
-        inversion = invert(pipeline, image, m, settings, latents=image_latents(pipeline, image))
-        seconds = time.perf_counter() - t0
-        samples = reconstruct(
-            pipeline,
-            inversion.embeddings,
-            seeds,
-            prompt=domain.prompt,
-            steps=config.inference_steps,
+            samples=config.samples,
+            inference_steps=config.inference_steps,
             guidance_scale=config.guidance_scale,
         )
+        inversion, samples, split = invert_and_reconstruct(pipeline, image, m, score_config, domain, latents=latents[q])
+        seconds = split["inversion"]
         budget_rows.append(
             {
                 "query": q,

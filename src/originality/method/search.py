@@ -31,7 +31,7 @@ from originality.domains import Domain, load_domain
 from originality.errors import OriginalityError
 from originality.method.distances import Distance, get_distance
 from originality.method.in_distribution import Check, Verdict, get_check
-from originality.method.inversion import InversionSettings, image_latents, invert, save_embeddings
+from originality.method.inversion import Inversion, InversionSettings, image_latents, invert, save_embeddings
 from originality.method.reconstruction import reconstruct
 
 
@@ -161,18 +161,7 @@ def score(
     distance = distance or get_distance(config.distance, detector=detector)
     if check is None and config.check:
         check = get_check(config.check, detector=detector)
-    seeds = [config.seed * 1000 + i for i in range(config.samples)]
-    settings = InversionSettings(
-        steps=config.steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        templates=domain.templates,
-        initializer=domain.initializer,
-        flip=config.flip,
-        check_every=config.check_every,
-        min_improvement=config.min_improvement,
-        seed=config.seed,
-    )
+    seeds = sample_seeds(config)
     result = OriginalityResult(
         image=name,
         count=None,
@@ -186,16 +175,10 @@ def score(
     latents = image_latents(pipeline, image)  # once for every m
     for m in range(1, config.max_tokens + 1):
         t0 = time.perf_counter()
-        inversion = invert(pipeline, image, m, settings, progress=progress, latents=latents)
-        t1 = time.perf_counter()
-        samples = reconstruct(
-            pipeline,
-            inversion.embeddings,
-            seeds,
-            prompt=domain.prompt,
-            steps=config.inference_steps,
-            guidance_scale=config.guidance_scale,
+        inversion, samples, split = invert_and_reconstruct(
+            pipeline, image, m, config, domain, latents=latents, progress=progress
         )
+        t1 = t0 + split["inversion"]
         t2 = time.perf_counter()
         d = distance(image, samples)
         t3 = time.perf_counter()
@@ -230,6 +213,47 @@ def score(
     if out is not None:
         write_result(result, out)
     return result
+
+
+def sample_seeds(config: ScoreConfig) -> list[int]:
+    """The N generation seeds of a score: fixed by the config's seed."""
+    return [config.seed * 1000 + i for i in range(config.samples)]
+
+
+def invert_and_reconstruct(
+    pipeline,
+    image: Image.Image,
+    m: int,
+    config: ScoreConfig,
+    domain: Domain,
+    *,
+    latents: tuple | None = None,
+    progress: bool = False,
+) -> tuple[Inversion, list[Image.Image], dict[str, float]]:
+    """One token count: learn m tokens for ``image``, then draw the N reconstructions."""
+    settings = InversionSettings(
+        steps=config.steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        templates=domain.templates,
+        initializer=domain.initializer,
+        flip=config.flip,
+        check_every=config.check_every,
+        min_improvement=config.min_improvement,
+        seed=config.seed,
+    )
+    t0 = time.perf_counter()
+    inversion = invert(pipeline, image, m, settings, progress=progress, latents=latents)
+    t1 = time.perf_counter()
+    samples = reconstruct(
+        pipeline,
+        inversion.embeddings,
+        sample_seeds(config),
+        prompt=domain.prompt,
+        steps=config.inference_steps,
+        guidance_scale=config.guidance_scale,
+    )
+    return inversion, samples, {"inversion": t1 - t0, "generation": time.perf_counter() - t1}
 
 
 def _shapes_detector(config: ScoreConfig):

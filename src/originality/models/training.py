@@ -70,8 +70,9 @@ def _generator(*key: int) -> torch.Generator:
 
 
 @functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=1)
 def _epoch_permutation(n: int, seed: int, stage: int, epoch: int) -> torch.Tensor:
-    """Drawn once per epoch, not once per step."""
+    """Drawn once per epoch (cached), not once per step; callers only slice it."""
     return torch.randperm(n, generator=_generator(seed, stage, epoch))
 
 
