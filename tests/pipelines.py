@@ -72,3 +72,47 @@ def tiny_clip_pipeline(folder: Path, seed: int = 0) -> StableDiffusionPipeline:
     pipeline = assemble(vae, encoder, tokenizer, unet)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
+
+
+def tiny_clip_classifier(folder: Path, seed: int = 0) -> Path:
+    """A tiny random CLIPModel + processor saved to ``folder`` (safetensors), for the editability check."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    torch.manual_seed(seed)
+    tokenizer = tiny_clip_tokenizer(folder / "tok")
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=16,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        ),
+        vision_config=dict(
+            image_size=32,
+            patch_size=8,
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+        ),
+        projection_dim=16,
+    )
+    CLIPModel(config).save_pretrained(folder, safe_serialization=True)
+    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=processor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def save_as_hub_cache(pipeline: StableDiffusionPipeline, cache: Path, repo_id: str) -> Path:
+    """Lay ``pipeline`` out as the Hugging Face hub cache holds a downloaded repo (offline loading)."""
+    commit = "0" * 40
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    pipeline.save_pretrained(repo / "snapshots" / commit, safe_serialization=True)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    return repo

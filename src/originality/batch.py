@@ -3,6 +3,11 @@
 Each finished image gets its own folder (written under a temporary name, renamed when
 complete) and one line in ``results.jsonl``, appended with a single write and an fsync. A
 rerun skips the images already in ``results.jsonl``; a killed run loses nothing finished.
+
+Several processes (``accelerate launch --num_processes K -m originality.cli score ...``, one per
+GPU) split the images round-robin. Process k appends to its own ``results.rank<k>.jsonl``; at the
+end the first process merges them into ``results.jsonl``. A run that died before the merge leaves
+its part files, which a rerun counts as finished and merges.
 """
 
 from __future__ import annotations
@@ -22,7 +27,34 @@ from originality.errors import OriginalityError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 RESULTS = "results.jsonl"
+PARTS = "results.rank*.jsonl"
 LOCK = ".lock"
+
+
+@dataclass
+class Processes:
+    """This process's place among those ``accelerate launch`` started (one process: 0 of 1)."""
+
+    index: int = 0
+    count: int = 1
+    state: Any = None
+
+    @property
+    def device(self):
+        return self.state.device if self.state is not None else None
+
+    def barrier(self) -> None:
+        if self.state is not None:
+            self.state.wait_for_everyone()
+
+
+def processes() -> Processes:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Processes()
+    from accelerate import PartialState
+
+    state = PartialState()
+    return Processes(state.process_index, state.num_processes, state)
 
 
 @dataclass
@@ -60,22 +92,50 @@ def safe_name(name: str) -> str:
 
 
 def finished(out: Path) -> dict[str, dict[str, Any]]:
-    """Records already in ``results.jsonl`` (a torn last line, from a kill mid-write, is ignored)."""
-    path = out / RESULTS
+    """Records already in ``results.jsonl`` and any part files (a torn last line, from a kill
+    mid-write, is ignored)."""
     records: dict[str, dict[str, Any]] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            records[record["image"]] = record
+    for path in [out / RESULTS, *sorted(out.glob(PARTS))]:
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                records.setdefault(record["image"], record)
     return records
 
 
-def append_record(out: Path, record: dict[str, Any]) -> None:
+def merge_parts(out: Path) -> None:
+    """Fold the per-process part files into ``results.jsonl`` (each image once), then drop them."""
+    parts = sorted(out.glob(PARTS))
+    if not parts:
+        return
+    known = set()
+    if (out / RESULTS).is_file():
+        known = {r["image"] for r in _records(out / RESULTS)}
+    for part in parts:
+        for record in _records(part):
+            if record["image"] not in known:
+                append_record(out, record)
+                known.add(record["image"])
+    for part in parts:
+        part.unlink()
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def append_record(out: Path, record: dict[str, Any], file: str = RESULTS) -> None:
     line = (json.dumps(record) + "\n").encode()
-    fd = os.open(out / RESULTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(out / file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)
         os.fsync(fd)
@@ -84,13 +144,14 @@ def append_record(out: Path, record: dict[str, Any]) -> None:
 
 
 @contextmanager
-def folder_lock(out: Path) -> Iterator[None]:
+def folder_lock(out: Path, index: int = 0) -> Iterator[None]:
     """One writer per output folder: a second run on the same folder is refused, not interleaved.
 
     The lock file holds the owner's pid; a lock left by a process that no longer exists (killed)
-    is taken over.
+    is taken over. Process k > 0 of a launched group takes ``.lock.k`` (process 0, or a lone
+    run, takes ``.lock``).
     """
-    lock = out / LOCK
+    lock = out / (LOCK if index == 0 else f"{LOCK}.{index}")
     for _ in range(2):
         try:
             fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -140,48 +201,83 @@ def score_all(
     progress: bool = True,
     distance=None,
     check=None,
+    procs: Processes | None = None,
 ) -> list[dict[str, Any]]:
-    """Score every input not yet in ``out/results.jsonl``; returns all records, finished ones included."""
+    """Score every input not yet in ``out/results.jsonl``; returns all records, finished ones included.
+
+    Under ``accelerate launch`` each process scores its share (``procs``: detected when None).
+    """
+    procs = procs or processes()
     queries = list_inputs(source)
     out = Path(out)
     # Hidden entries are this module's own (a lock, a half-scored image's temp folder).
-    if out.exists() and any(not p.name.startswith(".") for p in out.iterdir()) and not (out / RESULTS).is_file():
+    resumable = (out / RESULTS).is_file() or any(out.glob(PARTS))
+    if out.exists() and any(not p.name.startswith(".") for p in out.iterdir()) and not resumable:
         raise OriginalityError(f"output folder {out} exists and holds no {RESULTS} to resume (choose another --out)")
+    procs.barrier()  # every process has checked the folder before any writes to it
     out.mkdir(parents=True, exist_ok=True)
-    with folder_lock(out):
-        return _score_all(
-            queries, pipeline, config, out, domain=domain, progress=progress, distance=distance, check=check
+    with folder_lock(out, procs.index):
+        _score_all(
+            queries, pipeline, config, out, domain=domain, progress=progress, distance=distance, check=check,
+            procs=procs,
         )
+        procs.barrier()
+        if procs.index == 0:
+            merge_parts(out)
+    procs.barrier()
+    done = finished(out)
+    return [done[q.name] for q in queries if q.name in done]
 
 
-def _score_all(queries, pipeline, config, out: Path, *, domain, progress, distance, check) -> list[dict[str, Any]]:
+def folder_names(queries: list[Query], done: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """A distinct folder per image, the same in every process (finished images keep theirs)."""
+    names = {q: r["folder"] for q, r in done.items() if "folder" in r}
+    used = set(names.values())
+    for q in queries:
+        if q.name in names:
+            continue
+        name = safe_name(q.name)
+        while name in used:
+            name += "_"
+        used.add(name)
+        names[q.name] = name
+    return names
+
+
+def _score_all(queries, pipeline, config, out: Path, *, domain, progress, distance, check, procs) -> None:
     from tqdm.auto import tqdm
 
+    from originality.domains import load_domain
     from originality.images import load_query
-    from originality.method.search import score
+    from originality.method.search import components, score
     from originality.report.html import score_report
 
     done = finished(out)
     side = pipeline.unet.config.sample_size * pipeline.vae_scale_factor
-    used = {safe_name(n) for n in done}
-    todo = [q for q in queries if q.name not in done]
+    folders = folder_names(queries, done)
+    todo = [q for q in queries if q.name not in done][procs.index :: procs.count]
+    results_file = RESULTS if procs.count == 1 else f"results.rank{procs.index}.jsonl"
+    built: dict[str, tuple] = {}  # one DreamSim / detector / CLIP per domain, not per image
     for q in tqdm(todo, desc="scoring", disable=not progress or len(todo) < 2, unit="image"):
         image = load_query(q.path, side)
-        folder_name = safe_name(q.name)
-        while folder_name in used:
-            folder_name += "_"
-        used.add(folder_name)
-        final = out / folder_name
-        tmp = out / f".tmp-{folder_name}"
+        name = q.domain or domain
+        if (distance is None or (check is None and config.check)) and name not in built:
+            built[name] = components(config, load_domain(name), device=pipeline.device)
+        use_distance, use_check = distance, check
+        if name in built:
+            use_distance = distance or built[name][0]
+            use_check = check or built[name][1]
+        final = out / folders[q.name]
+        tmp = out / f".tmp-{folders[q.name]}"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             result = score(
                 image,
                 pipeline,
                 config,
-                q.domain or domain,
-                distance=distance,
-                check=check,
+                name,
+                distance=use_distance,
+                check=use_check,
                 out=tmp,
                 name=q.name,
                 progress=progress,
@@ -196,15 +292,13 @@ def _score_all(queries, pipeline, config, out: Path, *, domain, progress, distan
             raise
         record = {
             "image": q.name,
-            "folder": folder_name,
+            "folder": folders[q.name],
             "count": result.count,
             "label": result.label,
             "soft_tokens": result.soft_tokens,
             "distances": {t.m: t.distance for t in result.per_m},
         }
-        append_record(out, record)
-        done[q.name] = record
-    return [done[q.name] for q in queries if q.name in done]
+        append_record(out, record, results_file)
 
 
 def summary_table(records: list[dict[str, Any]]) -> str:

@@ -260,6 +260,11 @@ def _score_config(args: argparse.Namespace, **forced):
             "steps": args.steps,
             "seed": args.seed,
             "detector_threshold": args.detector_threshold,
+            "inference_steps": getattr(args, "inference_steps", None),
+            "dreamsim_cache": getattr(args, "dreamsim_cache", None),
+            "dreamsim_type": getattr(args, "dreamsim_type", None),
+            "clip_model": getattr(args, "clip_model", None),
+            "min_editability": getattr(args, "min_editability", None),
         }.items()
         if v is not None
     }
@@ -271,17 +276,29 @@ def _score_config(args: argparse.Namespace, **forced):
 
 
 def _score(args: argparse.Namespace) -> None:
-    from originality.batch import score_all, summary_table, write_batch_report
+    from originality.batch import list_inputs, processes, score_all, summary_table, write_batch_report
     from originality.domains import load_domain
-    from originality.models.pipeline import load_pipeline
+    from originality.models.pipeline import DEFAULT_REAL_MODEL, load_pipeline
 
     config = _score_config(args)
-    load_domain(args.domain)  # fail before loading the model
-    pipeline = load_pipeline(args.model)
-    records = score_all(args.input, pipeline, config, args.out, domain=args.domain, progress=not args.quiet)
-    print(summary_table(records))
-    report = write_batch_report(args.out, records)
-    print(f"results: {Path(args.out) / 'results.jsonl'}; report: {report}")
+    domain = load_domain(args.domain)  # fail before loading the model
+    resolved = config.resolve(domain)
+    list_inputs(args.input)
+    if resolved.distance == "dreamsim":
+        from originality.method.dreamsim import preflight
+
+        preflight(resolved.dreamsim_cache, resolved.dreamsim_type)
+    procs = processes()  # under `accelerate launch`: this process's share and GPU
+    model = args.model or (None if domain.name == "shapes" else DEFAULT_REAL_MODEL)
+    device = procs.device if procs.count > 1 and args.device == "auto" else args.device
+    pipeline = load_pipeline(model, device=device, dtype=args.dtype, cache_dir=args.cache_dir)
+    records = score_all(
+        args.input, pipeline, config, args.out, domain=args.domain, progress=not args.quiet, procs=procs
+    )
+    if procs.index == 0:
+        print(summary_table(records))
+        report = write_batch_report(args.out, records)
+        print(f"results: {Path(args.out) / 'results.jsonl'}; report: {report}")
 
 
 def _experiment_min_tokens(args: argparse.Namespace) -> None:
@@ -316,11 +333,15 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _add_score_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="pipeline folder (default: the shipped shapes model)")
+    parser.add_argument(
+        "--model",
+        help="pipeline folder or hub id (default: the shipped shapes model; CompVis/stable-diffusion-v1-4 for "
+        "real-image domains)",
+    )
     parser.add_argument("--preset", default="quick", help="quick (CPU) or paper")
     parser.add_argument("--max-tokens", type=int, help="M, the largest token count tried (default 5)")
     parser.add_argument("--threshold", type=float, help="distance at or below which a reconstruction passes")
-    parser.add_argument("--distance", help="elements (shapes) or ssim")
+    parser.add_argument("--distance", help="elements (shapes), dreamsim (real images) or ssim; default: the domain's")
     parser.add_argument("--samples", type=int, help="N reconstructions per token count")
     parser.add_argument("--steps", type=int, help="inversion steps per token count")
     parser.add_argument("--detector-threshold", type=float, help="detector confidence for the shapes distance")
@@ -434,6 +455,14 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--domain", default="shapes", help="shapes, houses, art, ... or a domain file")
     score.add_argument("--out", required=True, help="output folder (rerun to resume)")
     score.add_argument("--full-curve", action="store_true", help="run every m instead of stopping at the first pass")
+    score.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda, cuda:1, ...")
+    score.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16/fp16 on GPU), fp32, fp16, bf16")
+    score.add_argument("--cache-dir", help="Hugging Face cache for hub models (default: the hub's)")
+    score.add_argument("--inference-steps", type=int, help="sampler steps (default: the domain's, 50 or 35)")
+    score.add_argument("--dreamsim-cache", help="folder of the DreamSim weights (see method/dreamsim.py)")
+    score.add_argument("--dreamsim-type", help="ensemble (default, the paper's) or a single backbone: dino_vitb16, ...")
+    score.add_argument("--clip-model", help="CLIP for the editability check (default openai/clip-vit-base-patch32)")
+    score.add_argument("--min-editability", type=float, help="share of edited samples that must show the concept")
     _add_score_options(score)
     score.set_defaults(func=_score)
 

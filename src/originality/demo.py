@@ -49,11 +49,12 @@ def run_demo(
 ) -> list[dict]:
     """Score the shipped examples (``quick`` preset unless ``config``), print a table, write the report."""
     from originality.batch import score_all, write_batch_report
+    from originality.domains import load_domain
     from originality.method.search import score_preset
     from originality.models.pipeline import default_model, load_pipeline
 
     out = Path(out)
-    config = config or score_preset("quick")
+    config = (config or score_preset("quick")).resolve(load_domain("shapes"))
     settings: dict[str, Any] = {"model": str(model or default_model()), "config": config.__dict__}
     _prepare(out, settings)
     started = time.perf_counter()

@@ -3,11 +3,18 @@
 Real-world domains follow Table 1 and App. E.2 of the paper (object templates of textual
 inversion, the 20 art templates for artwork); ``shapes`` is for the synthetic models. A user
 domain is a JSON or YAML file with the same keys (``name``, ``initializer``, optionally
-``templates``, ``prompt``, ``edit_prompts``).
+``templates``, ``prompt``, ``edit_prompts``, ``edit_concept``, ``inference_steps``,
+``distance``, ``check``).
+
+A domain also names what suits its images: the reconstruction distance and in-distribution
+check (``elements`` / ``positions`` for the shapes models, ``dreamsim`` / ``editability`` for
+real ones, Sec. 3.1) and the sampler steps (paper: 50 for the shapes models, 35 for Stable
+Diffusion). A score's config may override each.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +51,12 @@ class Domain:
     initializer: str
     templates: tuple[str, ...] = OBJECT_TEMPLATES
     prompt: str = "a photo of {}"  # the reconstruction prompt (paper: "a photo of S*")
-    edit_prompts: tuple[str, ...] = ("cat in {}",)  # editability check of real-world domains
+    # Editability (real-world domains): samples of these prompts must still show the concept.
+    edit_prompts: tuple[str, ...] = ("cat in {}",)
+    edit_concept: str = "cat"
+    inference_steps: int = 35
+    distance: str = "dreamsim"
+    check: str | None = "editability"
 
     def __post_init__(self) -> None:
         self.templates = tuple(self.templates)
@@ -52,17 +64,32 @@ class Domain:
         for text in (*self.templates, self.prompt, *self.edit_prompts):
             if text.count("{}") != 1:
                 raise OriginalityError(f"domain {self.name!r}: template {text!r} must hold one '{{}}'")
-        if not self.initializer.strip():
-            raise OriginalityError(f"domain {self.name!r}: missing initial token")
+        if not isinstance(self.initializer, str) or not self.initializer.strip():
+            raise OriginalityError(f"domain {self.name!r}: missing initial token ('initializer')")
+        if self.check == "editability" and not (self.edit_prompts and self.edit_concept.strip()):
+            raise OriginalityError(f"domain {self.name!r}: the editability check needs edit_prompts and edit_concept")
+        if not isinstance(self.inference_steps, int) or self.inference_steps < 1:
+            raise OriginalityError(f"domain {self.name!r}: inference_steps must be a positive integer")
 
 
 DOMAINS: dict[str, Domain] = {
     # Synthetic shapes: the captions are bare element lists, so the tokens stand alone.
-    "shapes": Domain("shapes", "shapes", templates=("{}",), prompt="{}", edit_prompts=()),
+    "shapes": Domain(
+        "shapes",
+        "shapes",
+        templates=("{}",),
+        prompt="{}",
+        edit_prompts=(),
+        edit_concept="",
+        inference_steps=50,
+        distance="elements",
+        check="positions",
+    ),
     "houses": Domain("houses", "house"),
     "art": Domain("art", "painting", templates=ART_TEMPLATES),
+    "animals": Domain("animals", "animal", edit_prompts=("a hat on {}",), edit_concept="hat"),
     "dogs": Domain("dogs", "dog"),
-    "cats": Domain("cats", "cat", edit_prompts=("dog in {}",)),
+    "cats": Domain("cats", "cat", edit_prompts=("dog in {}",), edit_concept="dog"),
     "birds": Domain("birds", "bird"),
     "sport": Domain("sport", "sport"),
     "people": Domain("people", "person"),
@@ -93,7 +120,10 @@ def load_domain(name_or_path: str | Path) -> Domain:
         raise OriginalityError(f"domain file {path} needs a 'name'")
     if "initializer" not in data:
         raise OriginalityError(f"domain file {path}: missing initial token ('initializer')")
-    unknown = set(data) - {"name", "initializer", "templates", "prompt", "edit_prompts"}
+    unknown = set(data) - {f.name for f in dataclasses.fields(Domain)}
     if unknown:
         raise OriginalityError(f"domain file {path}: unknown key {sorted(unknown)[0]!r}")
-    return Domain(**data)
+    try:
+        return Domain(**data)
+    except (TypeError, AttributeError) as exc:
+        raise OriginalityError(f"domain file {path}: {exc}") from exc

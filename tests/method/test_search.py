@@ -5,6 +5,7 @@ import pytest
 from PIL import Image, ImageDraw
 from safetensors.torch import load_file
 
+from originality.domains import load_domain
 from originality.errors import OriginalityError
 from originality.method.search import score, score_preset, soft_tokens
 from originality.models import load_pipeline
@@ -68,8 +69,9 @@ def test_bad_settings():
 def test_the_shapes_distance_and_check_read_samples_at_the_configured_confidence():
     from originality.method.search import _shapes_detector
 
-    assert _shapes_detector(score_preset("quick", distance="ssim", check=None)) is None
-    detector = _shapes_detector(score_preset("quick", detector_threshold=0.7))
+    shapes = load_domain("shapes")
+    assert _shapes_detector(score_preset("quick", distance="ssim", check=None).resolve(shapes)) is None
+    detector = _shapes_detector(score_preset("quick", detector_threshold=0.7).resolve(shapes))
     assert detector.threshold == 0.7
     with pytest.raises(OriginalityError, match="detector threshold"):
         score_preset("quick", detector_threshold=0)

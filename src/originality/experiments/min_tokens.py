@@ -61,7 +61,9 @@ class MinTokensConfig:
         unknown = [g for g in self.groups if g not in GROUPS]
         if unknown:
             raise OriginalityError(f"unknown group {unknown[0]!r}; known: {', '.join(GROUPS)}")
-        self.score = dataclasses.replace(self.score, full_curve=True).validate()
+        from originality.domains import load_domain
+
+        self.score = dataclasses.replace(self.score, full_curve=True).resolve(load_domain("shapes"))
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,6 +7,8 @@ when available). A new distance is one function registered in :data:`DISTANCES`.
 * ``elements`` (shapes models): 0 when the detector finds exactly the query's elements in
   the sample (shape, colour, size and texture, as multisets), else 1. Its mean is 1 - the
   fraction of samples that reconstruct the query's content.
+* ``dreamsim`` (real images, the paper's): 1 - cosine similarity of DreamSim embeddings; see
+  :mod:`originality.method.dreamsim` for its weights.
 * ``ssim``: 1 - SSIM (structural similarity, RGB, Gaussian window), in [0, 2]. It needs no
   weights, and it also punishes a different layout, so it suits images where the layout is
   the content.
@@ -54,9 +56,16 @@ class ElementsDistance:
         return np.asarray([0.0 if element_multiset(d) == want else 1.0 for d in found[1:]])
 
 
+def _dreamsim(cache_dir=None, dreamsim_type: str = "ensemble", device=None, **_) -> Distance:
+    from originality.method.dreamsim import DreamSimDistance
+
+    return DreamSimDistance(cache_dir=cache_dir, variant=dreamsim_type, device=device)
+
+
 DISTANCES: dict[str, Callable[..., Distance]] = {
     "ssim": lambda **_: ssim_distance,
     "elements": lambda detector=None, **_: ElementsDistance(detector),
+    "dreamsim": _dreamsim,
 }
 
 

@@ -56,6 +56,9 @@ class InversionSettings:
     # window with the window before; stop when it improved by less than `min_improvement`.
     check_every: int = 0
     min_improvement: float = 0.01
+    # Cap on each learned vector's L2 norm (0: none). The vocabulary's vectors sit near 1 (MiniLM:
+    # mean 1.07, max 1.69); unconstrained steps push the learned ones beyond it.
+    max_norm: float = 0.0
     seed: int = 0
 
 
@@ -122,8 +125,13 @@ def invert(
     *,
     progress: bool = False,
     latents: tuple[torch.Tensor, torch.Tensor] | None = None,
+    start: torch.Tensor | None = None,
 ) -> Inversion:
-    """Learn ``m`` token embeddings that make the frozen ``pipeline`` reconstruct ``image``."""
+    """Learn ``m`` token embeddings that make the frozen ``pipeline`` reconstruct ``image``.
+
+    ``start`` (k < m vectors, e.g. the (m-1)-token solution) warm-starts the first k tokens; the
+    others start from the initial token, as all do by default.
+    """
     from diffusers import DDPMScheduler
     from tqdm.auto import tqdm
 
@@ -134,8 +142,12 @@ def invert(
     ids = torch.tensor(add_placeholders(pipeline, m), device=device)
     mean, std = latents if latents is not None else image_latents(pipeline, image)
     noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
-    init = initial_vector(pipeline, settings.initializer)
-    learned = torch.nn.Parameter(init.repeat(m, 1).to(device))
+    vectors = initial_vector(pipeline, settings.initializer).repeat(m, 1)
+    if start is not None:
+        if len(start) >= m:
+            raise OriginalityError(f"a warm start needs fewer than {m} vectors, got {len(start)}")
+        vectors[: len(start)] = start.to(vectors)
+    learned = torch.nn.Parameter(vectors.to(device))
     optimizer = torch.optim.AdamW([learned], lr=settings.lr, weight_decay=0.0)
     embedding = encoder.get_input_embeddings()
 
@@ -179,6 +191,10 @@ def invert(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if settings.max_norm > 0:
+                with torch.no_grad():
+                    norms = learned.norm(dim=1, keepdim=True)
+                    learned.mul_(torch.clamp(settings.max_norm / norms, max=1.0))
             value = loss.detach().item()
             if not math.isfinite(value):
                 raise OriginalityError(f"inversion loss became {value} at step {step} (m={m}); lower the lr")

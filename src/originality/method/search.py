@@ -45,26 +45,69 @@ class ScoreConfig:
     check_every: int = 0  # convergence stop (0: off)
     min_improvement: float = 0.01
     samples: int = 20  # N reconstructions per m (paper: 20)
-    inference_steps: int = 50  # paper: 50 for the shapes models, 35 for Stable Diffusion
+    # None: the domain's (paper: 50 for the shapes models, 35 for Stable Diffusion).
+    inference_steps: int | None = None
     guidance_scale: float = 3.0
-    distance: str = "elements"
-    threshold: float = 0.5  # a reconstruction passes when the mean distance is <= this
-    check: str | None = "positions"
+    # "domain": the domain's own (elements / positions for shapes, dreamsim / editability for
+    # real images). check None: no in-distribution check.
+    distance: str = "domain"
+    threshold: float | None = None  # None: the distance's default for the preset (THRESHOLDS)
+    check: str | None = "domain"
     # Confidence at which the element detector reads samples (``elements`` distance, ``positions``
     # check). The paper keeps detections at >= 0.9.
     detector_threshold: float = 0.9
+    # DreamSim (real images): its weights folder and variant; see method/dreamsim.py.
+    dreamsim_cache: str | None = None
+    dreamsim_type: str = "ensemble"
+    # Editability check: the CLIP zero-shot classifier and the share of edited samples that must
+    # show the concept.
+    clip_model: str = "openai/clip-vit-base-patch32"
+    min_editability: float = 0.5
     full_curve: bool = False
     flip: bool = False
+    max_norm: float = 0.0  # cap on each learned vector's norm (0: none)
+    # Warm-start m tokens from the (m-1)-token solution plus one new initial token, instead of
+    # m copies of the initial token (the paper).
+    progressive: bool = False
     seed: int = 0
+
+    def resolve(self, domain: Domain) -> ScoreConfig:
+        """A copy with every "the domain's" / default setting filled in for ``domain``."""
+        distance = domain.distance if self.distance == "domain" else self.distance
+        check = domain.check if self.check == "domain" else self.check
+        threshold = self.threshold
+        if threshold is None:
+            defaults = THRESHOLDS.get(distance, {})
+            threshold = defaults.get(self.preset, defaults.get("paper"))
+            if threshold is None:
+                raise OriginalityError(f"distance {distance!r} has no default threshold; pass --threshold")
+        steps = self.inference_steps or domain.inference_steps
+        return dataclasses.replace(
+            self, distance=distance, check=check, threshold=threshold, inference_steps=steps
+        ).validate()
 
     def validate(self) -> ScoreConfig:
         if self.max_tokens < 1:
             raise OriginalityError(f"M (max tokens) must be >= 1, got {self.max_tokens}")
         if self.samples < 1 or self.steps < 1 or self.batch_size < 1:
             raise OriginalityError("samples, steps and batch size must be >= 1")
+        if self.inference_steps is not None and self.inference_steps < 1:
+            raise OriginalityError(f"inference steps must be >= 1, got {self.inference_steps}")
+        if not 0 <= self.min_editability <= 1:
+            raise OriginalityError(f"min editability must be in [0, 1], got {self.min_editability}")
         if not 0 < self.detector_threshold <= 1:
             raise OriginalityError(f"detector threshold must be in (0, 1], got {self.detector_threshold}")
         return self
+
+
+# Default pass thresholds per distance and preset. elements/quick: calibrated on the shipped model
+# (results/calibration/). dreamsim: the distance below which DreamSim's authors' examples read as
+# the same subject; not calibrated here (no weights offline): check it on your own common images.
+THRESHOLDS: dict[str, dict[str, float]] = {
+    "elements": {"paper": 0.5, "quick": 0.65},
+    "ssim": {"paper": 0.5},
+    "dreamsim": {"paper": 0.35},
+}
 
 
 def score_preset(name: str, **overrides: Any) -> ScoreConfig:
@@ -84,7 +127,6 @@ def score_preset(name: str, **overrides: Any) -> ScoreConfig:
             samples=16,
             inference_steps=25,
             detector_threshold=0.5,
-            threshold=0.65,
         ),
     }
     if name not in presets:
@@ -154,13 +196,17 @@ def score(
     progress: bool = False,
     on_token: Callable[[TokenResult], None] | None = None,
 ) -> OriginalityResult:
-    """Score one image. ``out`` (optional) receives result.json, embeddings and sample grids."""
-    config.validate()
+    """Score one image. ``out`` (optional) receives result.json, embeddings and sample grids.
+
+    ``distance`` and ``check`` default to the config's (resolved for the domain); pass them to
+    share one loaded DreamSim / detector / CLIP across many images (see :func:`components`).
+    """
     domain = load_domain(domain) if isinstance(domain, str) else domain
-    detector = _shapes_detector(config) if distance is None or (check is None and config.check) else None
-    distance = distance or get_distance(config.distance, detector=detector)
-    if check is None and config.check:
-        check = get_check(config.check, detector=detector)
+    config = config.resolve(domain)
+    if distance is None or (check is None and config.check):
+        built_distance, built_check = components(config, domain, device=pipeline.device)
+        distance = distance or built_distance
+        check = check or built_check
     seeds = sample_seeds(config)
     result = OriginalityResult(
         image=name,
@@ -173,16 +219,21 @@ def score(
     out = Path(out) if out is not None else None
     curve = []
     latents = image_latents(pipeline, image)  # once for every m
+    previous = None
     for m in range(1, config.max_tokens + 1):
         t0 = time.perf_counter()
         inversion, samples, split = invert_and_reconstruct(
-            pipeline, image, m, config, domain, latents=latents, progress=progress
+            pipeline, image, m, config, domain, latents=latents, progress=progress, start=previous
         )
+        previous = inversion.embeddings if config.progressive else None
         t1 = t0 + split["inversion"]
         t2 = time.perf_counter()
         d = distance(image, samples)
         t3 = time.perf_counter()
-        verdict = check(image, samples) if check is not None else None
+        verdict = None
+        if check is not None:
+            edits = _edit_renderer(pipeline, inversion.embeddings, config)
+            verdict = check(image, samples, render=edits)
         t4 = time.perf_counter()
         mean = float(np.mean(d))
         passed = mean <= config.threshold and (verdict is None or verdict.passed)
@@ -203,6 +254,8 @@ def score(
         if out is not None:
             save_embeddings(inversion, out / "embeddings" / f"learned_embeds_m{m}.safetensors")
             _sample_grid(samples, out / "samples" / f"m{m}.png")
+            if getattr(verdict, "images", None):
+                _sample_grid(verdict.images, out / "samples" / f"m{m}-edits.png")
         if on_token:
             on_token(token)
         if passed and result.count is None:
@@ -229,8 +282,10 @@ def invert_and_reconstruct(
     *,
     latents: tuple | None = None,
     progress: bool = False,
+    start=None,
 ) -> tuple[Inversion, list[Image.Image], dict[str, float]]:
-    """One token count: learn m tokens for ``image``, then draw the N reconstructions."""
+    """One token count: learn m tokens for ``image`` (warm-started from ``start`` when given),
+    then draw the N reconstructions."""
     settings = InversionSettings(
         steps=config.steps,
         batch_size=config.batch_size,
@@ -240,20 +295,61 @@ def invert_and_reconstruct(
         flip=config.flip,
         check_every=config.check_every,
         min_improvement=config.min_improvement,
+        max_norm=config.max_norm,
         seed=config.seed,
     )
     t0 = time.perf_counter()
-    inversion = invert(pipeline, image, m, settings, progress=progress, latents=latents)
+    inversion = invert(pipeline, image, m, settings, progress=progress, latents=latents, start=start)
     t1 = time.perf_counter()
     samples = reconstruct(
         pipeline,
         inversion.embeddings,
         sample_seeds(config),
         prompt=domain.prompt,
-        steps=config.inference_steps,
+        steps=config.inference_steps or domain.inference_steps,
         guidance_scale=config.guidance_scale,
     )
     return inversion, samples, {"inversion": t1 - t0, "generation": time.perf_counter() - t1}
+
+
+def components(config: ScoreConfig, domain: Domain, *, device=None) -> tuple[Distance, Check | None]:
+    """The distance and in-distribution check a resolved ``config`` names, built once."""
+    config = config.resolve(domain)
+    detector = _shapes_detector(config)
+    distance = get_distance(
+        config.distance,
+        detector=detector,
+        cache_dir=config.dreamsim_cache,
+        dreamsim_type=config.dreamsim_type,
+        device=device,
+    )
+    check = None
+    if config.check:
+        check = get_check(
+            config.check,
+            detector=detector,
+            domain=domain,
+            clip_model=config.clip_model,
+            min_fraction=config.min_editability,
+            device=device,
+        )
+    return distance, check
+
+
+def _edit_renderer(pipeline, embeddings, config: ScoreConfig) -> Callable[[str], list[Image.Image]]:
+    """Samples of an edit prompt ("cat in {}") with the learned tokens, on the score's seeds."""
+
+    def render(prompt: str) -> list[Image.Image]:
+        return reconstruct(
+            pipeline,
+            embeddings,
+            sample_seeds(config),
+            prompt=prompt,
+            steps=config.inference_steps,
+            guidance_scale=config.guidance_scale,
+        )
+
+    return render
 
 
 def _shapes_detector(config: ScoreConfig):

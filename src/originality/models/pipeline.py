@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Sequence
@@ -132,36 +133,98 @@ def default_model() -> Path:
     return path
 
 
-def load_pipeline(
-    model: str | Path | None = None, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
-) -> StableDiffusionPipeline:
-    """Load a pipeline from a local folder (or the shipped default when ``model`` is None)."""
-    quiet_libraries()
-    folder = default_model() if model is None else Path(model)
-    if not folder.exists():
-        raise OriginalityError(f"model folder not found: {folder}")
-    _check_folder(folder)
-    kwargs = {}
-    reference = encoder_reference(folder)
-    if reference is not None:
-        from transformers import AutoTokenizer
+DEFAULT_REAL_MODEL = "CompVis/stable-diffusion-v1-4"  # the paper's real-world model
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
-        tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
-        _, encoder = load_text_encoder(reference, max_length=tokenizer.model_max_length)
-        kwargs = {"text_encoder": encoder, "tokenizer": tokenizer}
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``: the first GPU when there is one, else the CPU."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``None``/"auto": fp32 on the CPU; bf16 on GPUs that have it (its fp32-sized exponent keeps the
+    inversion's small gradients from underflowing, which fp16 without loss scaling risks), else fp16."""
+    names = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dtype not in names:
+        raise OriginalityError(f"unknown dtype {dtype!r}; use auto, fp32, fp16 or bf16")
+    return names[dtype]
+
+
+def is_hub_id(model: str) -> bool:
+    """``owner/name`` that is not a local path: a Hugging Face hub id."""
+    return bool(HUB_ID.match(model)) and not Path(model).exists()
+
+
+def load_pipeline(
+    model: str | Path | None = None,
+    *,
+    device: str | torch.device | None = "cpu",
+    dtype: str | torch.dtype | None = None,
+    cache_dir: str | Path | None = None,
+) -> StableDiffusionPipeline:
+    """Load a Stable Diffusion pipeline: the shipped shapes model (``None``), a local folder, or a
+    hub id such as ``CompVis/stable-diffusion-v1-4`` (downloaded to, or read offline from, the
+    Hugging Face cache, ``cache_dir`` if given). Safetensors weights only; the safety checker is
+    not loaded (the scorer never shows its samples to anyone but the user)."""
+    quiet_libraries()
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
+    kwargs = {}
+    if model is not None and is_hub_id(str(model)):
+        source: str | Path = str(model)
+    else:
+        source = default_model() if model is None else Path(model)
+        if not source.exists():
+            raise OriginalityError(f"model folder not found: {source}")
+        _check_folder(source)
+        reference = encoder_reference(source)
+        if reference is not None:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(source / "tokenizer")
+            _, encoder = load_text_encoder(reference, max_length=tokenizer.model_max_length)
+            kwargs = {"text_encoder": encoder, "tokenizer": tokenizer}
     try:
         pipeline = StableDiffusionPipeline.from_pretrained(
-            folder,
+            source,
             use_safetensors=True,
             safety_checker=None,
             requires_safety_checker=False,
             dtype=dtype,
+            cache_dir=cache_dir,
             **kwargs,
         )
     except (OSError, ValueError) as exc:
-        raise OriginalityError(f"cannot load pipeline {folder}: {str(exc).splitlines()[0]}") from exc
+        if isinstance(source, str):
+            from huggingface_hub.constants import HF_HUB_CACHE
+
+            raise OriginalityError(
+                f"cannot load model {source!r} from the hub or the cache {cache_dir or HF_HUB_CACHE} "
+                f"(offline, a wrong id, or no safetensors weights): {str(exc).splitlines()[0]}"
+            ) from exc
+        raise OriginalityError(f"cannot load pipeline {source}: {str(exc).splitlines()[0]}") from exc
+    check_text_encoder(pipeline, str(source))
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(device)
+
+
+def check_text_encoder(pipeline, name: str = "model") -> None:
+    """Textual inversion needs a text encoder with an input embedding table."""
+    encoder = getattr(pipeline, "text_encoder", None)
+    table = None
+    if encoder is not None and hasattr(encoder, "get_input_embeddings"):
+        table = encoder.get_input_embeddings()
+    if not isinstance(table, torch.nn.Embedding) or getattr(pipeline, "tokenizer", None) is None:
+        raise OriginalityError(f"{name} has no text encoder embedding table (with a tokenizer) to learn tokens in")
 
 
 @torch.no_grad()

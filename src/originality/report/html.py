@@ -53,6 +53,9 @@ def score_report(result: dict[str, Any], query: Image.Image, folder: Path) -> Pa
         evidence = t.get("in_distribution")
         ev = f"<pre>{e(json.dumps(evidence['evidence'], indent=1))}</pre>" if evidence else ""
         img = f"<img class=px src='{inline_png(grid)}'>" if grid.is_file() else ""
+        edits = folder / "samples" / f"m{t['m']}-edits.png"
+        if edits.is_file():
+            img += f"<p>edit prompts ({e(evidence['name'])}):</p><img class=px src='{inline_png(edits)}'>"
         sections.append(f"<h3>m = {t['m']}: distance {t['distance']:.3f}</h3>{img}{ev}")
     config = result["settings"]["config"]
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>originality: {name}</title>
