@@ -326,6 +326,51 @@ def _experiment_calibrate(args: argparse.Namespace) -> None:
     print(f"every number: {Path(args.out) / 'calibration.json'}")
 
 
+def _experiment_generalization(args: argparse.Namespace) -> None:
+    from originality.experiments.generalization import generalization_preset, run_generalization
+
+    overrides: dict = {}
+    if args.levels:
+        overrides["levels"] = tuple(_ints(args.levels, "--levels"))
+    if args.variants:
+        overrides["variants"] = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    for key in ("samples", "images"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    config = generalization_preset(args.preset, **overrides)
+    summary = run_generalization(args.out, config, progress=not args.quiet)
+    if summary is None:  # a helper process under accelerate launch
+        return
+    print(f"{'level':>5s}  {'empty prompt':>14s}  {'element prompt':>14s}  {'prompted images with it':>23s}")
+    for level, v in summary["levels"].items():
+        print(
+            f"{level:>5s}  {v['empty']['frequency']:14.1%}  {v['element']['frequency']:14.1%}  "
+            f"{v['element']['image_rate']:23.1%}"
+        )
+    print(f"fig3.png, fig12-quality.png, fig13-samples.png, summary.json and report.html in {args.out}")
+
+
+def _experiment_fixed_location(args: argparse.Namespace) -> None:
+    from originality.experiments.fixed_location import FixedLocationConfig, run_fixed_location
+
+    config = FixedLocationConfig(queries=args.queries)
+    summary = run_fixed_location(
+        args.out, config, reference=args.reference, fixed_model=args.fixed_model, progress=not args.quiet
+    )
+    for label, m in summary["models"].items():
+        keeps = "n/a" if m["keeps_place"] is None else f"{m['keeps_place']:.0%}"
+        moved = "n/a" if m["mean_displacement"] is None else f"{m['mean_displacement']:.3f}"
+        print(f"{label:17s} samples keeping the query's place: {keeps:>4s}  mean displacement {moved}")
+    print(f"fig11.png and summary.json in {args.out}")
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise OriginalityError(f"{option} takes comma-separated integers, got {text!r}") from None
+
+
 def _demo(args: argparse.Namespace) -> None:
     from originality.demo import run_demo
 
@@ -475,6 +520,22 @@ def build_parser() -> argparse.ArgumentParser:
     mt.add_argument("--training-data", help="the model's training dataset: check that no query is one of its images")
     _add_score_options(mt)
     mt.set_defaults(func=_experiment_min_tokens)
+    gen = expsub.add_parser("generalization", help="Fig. 3: generalization vs training diversity (trains models)")
+    gen.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
+    gen.add_argument("--preset", default="quick", help="quick (this CPU, ~2 h), paper (GPUs) or tiny (seconds)")
+    gen.add_argument("--levels", help="comma-separated ladder levels (default: 4,6,9,15,30,60)")
+    gen.add_argument("--variants", help="comma-separated variants: big-full,big-empty,small-full,small-empty")
+    gen.add_argument("--samples", type=int, help="images per prompt type (paper: 1024)")
+    gen.add_argument("--images", type=int, help="training images per level")
+    gen.add_argument("--quiet", action="store_true")
+    gen.set_defaults(func=_experiment_generalization)
+    fix = expsub.add_parser("fixed-location", help="App. C: a model trained with the common pair at one place")
+    fix.add_argument("--out", required=True, help="output folder (its cache/ keeps the trained model)")
+    fix.add_argument("--queries", type=int, default=4)
+    fix.add_argument("--reference", help="randomly placed model to compare with (default: the shipped model)")
+    fix.add_argument("--fixed-model", help="an already trained fixed-location model (default: train one, cached)")
+    fix.add_argument("--quiet", action="store_true")
+    fix.set_defaults(func=_experiment_fixed_location)
     cal = expsub.add_parser("calibrate", help="caption ceiling and inversion budget on calibration queries")
     cal.add_argument("--out", required=True, help="output folder (must not exist)")
     cal.add_argument("--model", help="pipeline folder (default: the shipped shapes model)")

@@ -75,3 +75,27 @@ def test_the_shapes_distance_and_check_read_samples_at_the_configured_confidence
     assert detector.threshold == 0.7
     with pytest.raises(OriginalityError, match="detector threshold"):
         score_preset("quick", detector_threshold=0)
+
+
+def test_the_distance_and_check_of_one_m_share_one_detector_pass():
+    from originality.method.search import LastCallCache
+
+    class Counting:
+        threshold = 0.5
+
+        def __init__(self):
+            self.calls = 0
+
+        def detect(self, images, **kw):
+            self.calls += 1
+            return [[] for _ in images]
+
+    inner = Counting()
+    cached = LastCallCache(inner)
+    images = [Image.new("RGB", (8, 8)) for _ in range(3)]
+    cached.detect(images)
+    cached.detect(list(images))  # same images: no second pass
+    assert inner.calls == 1 and cached.threshold == 0.5
+    cached.detect(images[:2])
+    cached.detect(images, threshold=0.9)
+    assert inner.calls == 3

@@ -143,3 +143,17 @@ def test_a_preset_differing_only_in_epochs_continues_the_run(tiny_config):
     longer = dataclasses.replace(tiny_config, preset="tiny-long", unet_epochs=5.0)
     assert longer.fingerprint() == tiny_config.fingerprint()
     assert dataclasses.replace(tiny_config, unet_lr=1e-4).fingerprint() != tiny_config.fingerprint()
+
+
+def test_a_pretrained_vae_is_used_frozen_and_stage_one_skipped(tiny_model, small_data, tiny_config, tmp_path):
+    config = dataclasses.replace(tiny_config, vae_from=str(tiny_model), unet_epochs=0.5)
+    out = train(config, small_data, tmp_path / "m", progress=False)
+    s = summary(out)
+    assert s["steps"]["vae"] == 0 and s["steps"]["unet"] > 0
+    source = load_file(tiny_model / "vae" / "diffusion_pytorch_model.safetensors")
+    saved = load_file(out / "vae" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(source[k], saved[k]) for k in source)
+    assert f"pretrained, frozen, from `{tiny_model}`" in (out / "README.md").read_text()
+    bad = dataclasses.replace(tiny_config, vae_from=str(tmp_path / "nothing"))
+    with pytest.raises(OriginalityError, match="no VAE found"):
+        train(bad, small_data, tmp_path / "bad", progress=False)

@@ -358,7 +358,26 @@ def _shapes_detector(config: ScoreConfig):
         return None
     from originality.detection.detector import ElementDetector
 
-    return ElementDetector.load(threshold=config.detector_threshold)
+    return LastCallCache(ElementDetector.load(threshold=config.detector_threshold))
+
+
+class LastCallCache:
+    """A detector that remembers its last answer: the distance and the check of one token count
+    read the same query and samples, so the second reading is free."""
+
+    def __init__(self, detector):
+        self.detector = detector
+        self._last: tuple[tuple, list, list] | None = None
+
+    def __getattr__(self, name: str):
+        return getattr(self.detector, name)
+
+    def detect(self, images, **kwargs):
+        key = (tuple(id(im) for im in images), tuple(sorted(kwargs.items())))
+        if self._last is None or self._last[0] != key:
+            # The images are held with the key so that their ids cannot be reused meanwhile.
+            self._last = (key, self.detector.detect(images, **kwargs), list(images))
+        return self._last[1]
 
 
 def _sample_grid(samples: list[Image.Image], path: Path) -> None:

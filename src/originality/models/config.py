@@ -88,6 +88,10 @@ class TrainConfig:
     resolution: int = 64
     vae: VAEConfig = field(default_factory=VAEConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
+    # A pretrained VAE to use frozen instead of stage 1: "shipped" (the shipped model's) or a pipeline
+    # or VAE folder. Sec. 4.1 trains the synthetic models' UNets with a pretrained VAE; experiments
+    # that train many models share one this way.
+    vae_from: str | None = None
     # Stage 1: the VAE (paper: 8 epochs, batch 32, lr 1e-5).
     vae_epochs: float = 0.25  # 25K images of a 100K dataset: ~11 min here
     vae_batch: int = 32

@@ -125,6 +125,24 @@ def _check_folder(folder: Path) -> None:
         raise OriginalityError(f"{folder} holds only pickled weights ({pickled[0].name}); safetensors only")
 
 
+def pretrained_vae(source: str, config: TrainConfig | None = None) -> AutoencoderKL:
+    """The VAE of a pipeline folder (or of a VAE folder; "shipped": the shipped model's)."""
+    folder = default_model() if source == "shipped" else Path(source)
+    folder = folder / "vae" if (folder / "vae").is_dir() else folder
+    if not (folder / "config.json").is_file():
+        raise OriginalityError(f"no VAE found in {source} (a pipeline folder, a VAE folder or 'shipped')")
+    vae = AutoencoderKL.from_pretrained(folder, use_safetensors=True)
+    if config is not None:
+        want = (len(config.vae.block_out_channels), config.vae.latent_channels)
+        have = (len(vae.config.block_out_channels), vae.config.latent_channels)
+        if want != have:
+            raise OriginalityError(
+                f"the VAE in {source} has {have[0]} blocks and {have[1]} latent channels; the settings ask for "
+                f"{want[0]} and {want[1]}"
+            )
+    return vae
+
+
 def default_model() -> Path:
     """The model shipped inside the package."""
     path = Path(__file__).resolve().parent.parent / "assets" / "shapes-model"

@@ -44,6 +44,7 @@ from originality.models.pipeline import (
     assemble,
     build_unet,
     build_vae,
+    pretrained_vae,
     quiet_libraries,
     save_pipeline,
     training_scheduler,
@@ -240,17 +241,23 @@ class Trainer:
         )
         encoder.to(self.device)
         tensors, run = self._load_state()
-        vae = build_vae(cfg)
-        if "vae" in tensors:
-            vae.load_state_dict(tensors["vae"])
         budget = [stop_after_steps]
         self._deadline = None if max_minutes is None else time.perf_counter() + 60 * max_minutes
         if run.stage == "done" and run.step < self._steps(len(images), cfg.unet_batch, cfg.unet_epochs):
             run.stage = "unet"  # more epochs asked for: continue the finished run
-        if run.stage == "vae" and not self._train_vae(vae, images, tensors, run, budget):
-            return self.out
-        vae = build_vae(cfg)
-        vae.load_state_dict(tensors["vae"])
+        if cfg.vae_from:
+            vae = pretrained_vae(cfg.vae_from, cfg)  # frozen: no stage 1
+            tensors.setdefault("vae", {k: v.detach().clone() for k, v in vae.state_dict().items()})
+            if run.stage == "vae":
+                run.stage, run.step = "unet", 0
+        else:
+            vae = build_vae(cfg)
+            if "vae" in tensors:
+                vae.load_state_dict(tensors["vae"])
+            if run.stage == "vae" and not self._train_vae(vae, images, tensors, run, budget):
+                return self.out
+            vae = build_vae(cfg)
+            vae.load_state_dict(tensors["vae"])
         vae.to(self.device).eval().requires_grad_(False)
         mean, std = self._latents(vae, images, run)
         unet = build_unet(cfg, encoder.config.hidden_size)
@@ -527,11 +534,14 @@ class Trainer:
             f"- dataset: `{s['dataset']['spec']}`, {s['dataset']['n']} images at {s['dataset']['size']} px, "
             f"seed {s['dataset']['seed']}\n"
             f"- training seed: {self.config.seed}; preset: `{s['preset']}`\n"
-            f"- steps: VAE {s['steps']['vae']}, UNet {s['steps']['unet']} "
-            f"(samples seen: VAE {s['samples_seen']['vae']}, UNet {s['samples_seen']['unet']})\n"
-            f"- final losses: VAE {s['final_loss']['vae']:.5f}, UNet {s['final_loss']['unet']:.5f}\n"
-            f"- time: VAE {s['seconds']['vae']:.0f} s, latents {s['seconds']['latents']:.0f} s, "
-            f"UNet {s['seconds']['unet']:.0f} s\n"
+            + (
+                f"- VAE: pretrained, frozen, from `{self.config.vae_from}`\n"
+                if self.config.vae_from
+                else f"- VAE: {s['steps']['vae']} steps ({s['samples_seen']['vae']} samples), final loss "
+                f"{s['final_loss']['vae']:.5f}, {s['seconds']['vae']:.0f} s\n"
+            )
+            + f"- UNet: {s['steps']['unet']} steps ({s['samples_seen']['unet']} samples), final loss "
+            f"{s['final_loss']['unet']:.5f}, {s['seconds']['unet']:.0f} s (latents {s['seconds']['latents']:.0f} s)\n"
             f"- latent scaling factor (measured): {s['scaling_factor']:.5f}\n"
             + (
                 ""

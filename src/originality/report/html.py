@@ -112,3 +112,40 @@ places an image between counts; distances by token count m. Each name links to i
     tmp.write_text(page)
     tmp.replace(out / "report.html")
     return out / "report.html"
+
+
+def generalization_report(summary: dict[str, Any], out: Path) -> Path:
+    """``report.html`` of the generalization experiment: Fig. 3, the numbers, Fig. 12 and 13."""
+    e = html.escape
+    rows = []
+    for r in summary["records"]:
+        cells = "".join(
+            f"<td>{r[k]['frequency']:.1%}</td><td>{r[k]['image_rate']:.1%}</td><td>{r[k]['elements_per_image']:.2f}</td>"
+            for k in ("empty", "element")
+        )
+        rows.append(f"<tr><td>{r['level']}</td><td>{e(r['variant'])}</td>{cells}</tr>")
+    checks = "".join(f"<li>{e(k)}: <b>{e(str(v))}</b></li>" for k, v in summary["checks"].items())
+    images = "".join(
+        f"<h2>{e(title)}</h2><img class=px src='{inline_png(out / name)}'>"
+        for title, name in (
+            ("Fig. 3: generalization vs diversity", "fig3.png"),
+            ("Fig. 12: the held-out element as drawn when prompted, per level", "fig12-quality.png"),
+            ("Fig. 13: samples of the element prompt, per model", "fig13-samples.png"),
+        )
+        if (out / name).is_file()
+    )
+    config = summary["config"]
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>generalization</title>
+<style>{STYLE}</style></head><body><h1>Generalization vs training diversity</h1>
+<p>Preset <code>{e(config["preset"])}</code>: {config["images"]} training images per level, training preset
+<code>{e(config["train"])}</code>, {config["samples"]} samples per prompt type at {config["inference_steps"]} steps,
+detector confidence {config["detector_threshold"]}. <i>frequency</i>: held-out detections among all detections;
+<i>image rate</i>: images holding the held-out element.</p>
+<ul>{checks}</ul>
+<table><tr><th>level</th><th>variant</th><th>empty: frequency</th><th>image rate</th><th>elements/image</th>
+<th>element: frequency</th><th>image rate</th><th>elements/image</th></tr>{"".join(rows)}</table>
+{images}</body></html>"""
+    tmp = out / ".report.html.tmp"
+    tmp.write_text(page)
+    tmp.replace(out / "report.html")
+    return out / "report.html"

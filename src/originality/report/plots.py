@@ -137,3 +137,43 @@ def group_curves(summary: dict, out: str | Path) -> Path:
         ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, out)
+
+
+def generalization_plot(summary: dict, out: str | Path) -> Path:
+    """Fig. 3: frequency of the held-out element against training diversity, one line per prompt
+    type (band: spread over variants), with the element distributions of the lowest and highest
+    levels' prompted samples beside it (the held-out element in red)."""
+    import numpy as np
+
+    levels = [int(k) for k in summary["levels"]]
+    fig = plt.figure(figsize=(10, 3.6))
+    grid = fig.add_gridspec(2, 2, width_ratios=[1.6, 1])
+    ax = fig.add_subplot(grid[:, 0])
+    x = np.arange(len(levels))
+    for kind, colour in (("element", "#d62728"), ("empty", "#1f77b4")):
+        values = [summary["levels"][str(lv)][kind] for lv in levels]
+        mean = np.asarray([v["frequency"] for v in values]) * 100
+        low = np.asarray([v["frequency_range"][0] for v in values]) * 100
+        high = np.asarray([v["frequency_range"][1] for v in values]) * 100
+        label = "element prompt" if kind == "element" else "empty prompt"
+        ax.plot(x, mean, marker="o", color=colour, label=label)
+        ax.fill_between(x, low, high, color=colour, alpha=0.15)
+    ax.set_xticks(x, [str(lv) for lv in levels])
+    ax.set_xlabel("elements in the training spanning set")
+    ax.set_ylabel("held-out element among detections (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    records = summary["records"]
+    for row, level in enumerate((min(levels), max(levels))):
+        side = fig.add_subplot(grid[row, 1])
+        record = next(r for r in records if r["level"] == level)
+        counts = list(record["element"]["element_counts"].items())[:8]
+        held = record["element"]["prompt"]
+        names = [n for n, _ in counts]
+        side.barh(range(len(counts)), [c for _, c in counts], color=["#d62728" if n == held else "#999" for n in names])
+        side.set_yticks(range(len(counts)), names, fontsize=6)
+        side.invert_yaxis()
+        side.set_title(f"{level} elements, prompt '{held}'", fontsize=7)
+        side.tick_params(axis="x", labelsize=6)
+    fig.tight_layout()
+    return _save(fig, out)

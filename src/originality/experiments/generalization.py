@@ -1,0 +1,387 @@
+"""Generalization vs training diversity (Sec. 2, Fig. 2-3, App. B-D, Fig. 12-13).
+
+For each level of the diversity ladder (a spanning set of 4 ... 60 elements) and each
+symmetric variant (big-full, big-empty, small-full, small-empty; the held-out element is the
+blue circle of that size and texture), make the dataset, train a model, generate images with
+the empty prompt and with the held-out element's description, read them with the detector, and
+measure how often the element the model never saw appears:
+
+* ``frequency``: held-out detections / all detections (the paper's Fig. 3 y-axis);
+* ``image_rate``: the share of images holding the held-out element at least once.
+
+Every artefact is cached by the hash of the settings that made it (``cache/data-<key>``,
+``cache/model-<key>``, ``cache/measure-<key>.json``): a killed run resumes where it stopped,
+and a rerun with one level changed rebuilds only that level. A measurement is reused even when
+the model that made it is gone (the committed ``results/`` keep them).
+
+Several GPUs: ``accelerate launch --num_processes K -m originality.cli experiment generalization``
+gives each process every K-th (level, variant) job on its own GPU (each trains its models alone,
+not data-parallel); the first process then waits for all measurements and writes the outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from originality.errors import OriginalityError
+from originality.shapes.specs import LADDER_LEVELS, VARIANTS, ladder
+
+
+@dataclass
+class GeneralizationConfig:
+    preset: str = "paper"
+    levels: tuple[int, ...] = tuple(LADDER_LEVELS)
+    variants: tuple[str, ...] = tuple(VARIANTS)
+    images: int = 100_000  # per dataset (paper: 100K)
+    size: int = 64
+    data_seed: int = 0
+    train: str = "paper"  # training preset (originality.models.config)
+    train_overrides: dict[str, Any] = field(default_factory=dict)
+    samples: int = 1024  # per prompt type (paper: 1024)
+    inference_steps: int = 50
+    guidance_scale: float = 3.0
+    detector_threshold: float = 0.9  # paper: 0.9
+    seed: int = 0
+
+    def validate(self) -> GeneralizationConfig:
+        for level in self.levels:
+            if level not in LADDER_LEVELS:
+                raise OriginalityError(f"unknown ladder level {level}; known: {', '.join(map(str, LADDER_LEVELS))}")
+        for variant in self.variants:
+            if variant not in VARIANTS:
+                raise OriginalityError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+        if not self.levels or not self.variants:
+            raise OriginalityError("the experiment needs at least one level and one variant")
+        if self.images < 1 or self.samples < 1:
+            raise OriginalityError("images and samples must be >= 1")
+        self.training_config()  # unknown preset or setting: fail now
+        return self
+
+    def training_config(self):
+        from originality.models.config import train_preset, with_overrides
+
+        return with_overrides(train_preset(self.train), self.train_overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def generalization_preset(name: str, **overrides: Any) -> GeneralizationConfig:
+    """``paper``: every level and variant, 100K images, the paper's training, 1024 samples (GPUs).
+    ``quick``: this 2-core CPU in about 2 hours: one variant (big-full), 20K images per level, the
+    cpu models' UNet for 2 epochs on the shipped model's VAE (frozen, as Sec. 4.1's pretrained VAE),
+    256 samples per prompt at 25 sampler steps, read at detector confidence 0.5 (these briefly
+    trained models draw elements the detector reads with less confidence; precision at 0.5 on
+    rendered images is 0.999, results/detector)."""
+    presets = {
+        "paper": GeneralizationConfig(),
+        "quick": GeneralizationConfig(
+            preset="quick",
+            variants=("big-full",),
+            images=20_000,
+            train="cpu",
+            train_overrides={"vae_from": "shipped", "unet_epochs": 2.0},
+            samples=256,
+            inference_steps=25,
+            detector_threshold=0.5,
+        ),
+        "tiny": GeneralizationConfig(  # tests: seconds
+            preset="tiny",
+            levels=(4, 60),
+            variants=("big-full",),
+            images=64,
+            size=32,
+            train="tiny",
+            train_overrides={"unet_epochs": 1, "vae_epochs": 1},
+            samples=4,
+            inference_steps=2,
+            detector_threshold=0.5,
+        ),
+    }
+    if name not in presets:
+        raise OriginalityError(f"unknown generalization preset {name!r}; known: {', '.join(presets)}")
+    return dataclasses.replace(presets[name], **overrides).validate()
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Job:
+    level: int
+    variant: str
+    data_key: str
+    model_key: str
+    measure_key: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.level}-{self.variant}"
+
+
+def data_key(spec, images: int, size: int, seed: int) -> str:
+    return _key(spec.to_dict(), images, size, seed)
+
+
+def model_key(data: str, train) -> str:
+    return _key(data, train.fingerprint(), train.vae_epochs, train.unet_epochs)
+
+
+def plan(config: GeneralizationConfig) -> list[Job]:
+    """The (level, variant) jobs with the keys of the data, model and measurement they need."""
+    train = config.training_config()
+    jobs = []
+    for level in config.levels:
+        for variant in config.variants:
+            data = data_key(ladder(level, variant), config.images, config.size, config.data_seed)
+            model = model_key(data, train)
+            measure_key = _key(
+                model, config.samples, config.inference_steps, config.guidance_scale, config.detector_threshold,
+                config.seed,
+            )  # fmt: skip
+            jobs.append(Job(level, variant, data, model, measure_key))
+    return jobs
+
+
+# -- cached datasets and models (shared with the fixed-location ablation) ---------------------------
+def cached_dataset(spec, images: int, size: int, seed: int, cache: Path, progress: bool) -> Path:
+    from originality.shapes.dataset import make_dataset
+
+    key = data_key(spec, images, size, seed)
+    folder = cache / f"data-{key}"
+    if (folder / ".complete").is_file():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)  # a half-written dataset from a killed run
+    make_dataset(spec, images, folder, size=size, seed=seed, progress=progress)
+    (folder / ".complete").write_text(key)
+    return folder
+
+
+def cached_model(spec, images: int, size: int, seed: int, train, cache: Path, progress: bool, command: str) -> Path:
+    """A model trained on ``spec``'s dataset with ``train``; resumes a killed training run."""
+    from originality.models import train as train_model
+
+    folder = cache / f"model-{model_key(data_key(spec, images, size, seed), train)}"
+    summary = folder / "training" / "summary.json"
+    if summary.is_file() and json.loads(summary.read_text()).get("finished"):
+        return folder
+    data = cached_dataset(spec, images, size, seed, cache, progress)
+    return train_model(train, data, folder, progress=progress, command=command)
+
+
+# -- one job --------------------------------------------------------------------------------------
+def held_out(job: Job):
+    return ladder(job.level, job.variant).held_out_elements[0]
+
+
+def model_for(job: Job, config: GeneralizationConfig, cache: Path, progress: bool) -> Path:
+    command = f"originality experiment generalization --preset {config.preset} (level {job.level}, {job.variant})"
+    spec = ladder(job.level, job.variant)
+    train = config.training_config()
+    return cached_model(spec, config.images, config.size, config.data_seed, train, cache, progress, command)
+
+
+def measure(pipeline, detector, element, config: GeneralizationConfig, *, progress: bool = False) -> dict[str, Any]:
+    """Generate ``samples`` images per prompt type and count the held-out ``element``."""
+    from originality.models.pipeline import generate
+
+    result: dict[str, Any] = {}
+    for offset, (kind, prompt) in enumerate((("empty", ""), ("element", element.phrase))):
+        seeds = [config.seed * 1_000_000 + offset * 100_000 + i for i in range(config.samples)]
+        images = generate(
+            pipeline, [prompt] * len(seeds), seeds, steps=config.inference_steps, guidance_scale=config.guidance_scale
+        )
+        found = detector.detect(images)
+        counts = Counter(d.element.phrase for ds in found for d in ds)
+        total = sum(counts.values())
+        hits = [(i, d) for i, ds in enumerate(found) for d in ds if d.element == element]
+        result[kind] = {
+            "prompt": prompt,
+            "images": len(images),
+            "detections": total,
+            "held_out_detections": len(hits),
+            "frequency": len(hits) / total if total else 0.0,
+            "image_rate": float(np.mean([any(d.element == element for d in ds) for ds in found])),
+            "elements_per_image": total / len(images),
+            "element_counts": dict(counts.most_common()),
+            "_images": images,
+            "_hits": hits,
+        }
+    return result
+
+
+def _write_measure(path: Path, job: Job, result: dict[str, Any], figures: Path) -> dict[str, Any]:
+    """Save the numbers (JSON) and the pictures (sample rows, crops of the held-out element)."""
+    from originality.report.grids import image_grid
+
+    figures.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {"level": job.level, "variant": job.variant, "key": job.measure_key}
+    for kind, r in result.items():
+        images, hits = r.pop("_images"), r.pop("_hits")
+        image_grid(images[:8], columns=8, cell=64).save(figures / f"{job.name}-{kind}-samples.png")
+        crops = [_crop(images[i], d.box) for i, d in hits[:8]]
+        if crops:
+            image_grid(crops, columns=8, cell=64).save(figures / f"{job.name}-{kind}-held-out.png")
+        record[kind] = r
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(path)
+    return record
+
+
+def _crop(image: Image.Image, box, pad: float = 3.0) -> Image.Image:
+    x0, y0, x1, y1 = box
+    return image.crop((max(0, x0 - pad), max(0, y0 - pad), min(image.width, x1 + pad), min(image.height, y1 + pad)))
+
+
+# -- the experiment -----------------------------------------------------------------------------------
+def _launched() -> tuple[int, int]:
+    """Under ``accelerate launch``: this process's index and count. Each process then trains alone
+    on its own GPU, so the launcher's process-group variables are cleared before any model is built."""
+    count = int(os.environ.get("WORLD_SIZE", "1"))
+    if count <= 1:
+        return 0, 1
+    index, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = visible.split(",") if visible else None
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpus[local % len(gpus)] if gpus else str(local)
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(name, None)
+    return index, count
+
+
+def run_generalization(
+    out: str | Path, config: GeneralizationConfig, *, progress: bool = True, wait_seconds: float = 5.0
+) -> dict[str, Any] | None:
+    """Run (or resume) the experiment into ``out``; returns the summary (None on helper processes)."""
+    from tqdm.auto import tqdm
+
+    config.validate()
+    out = Path(out)
+    marker = out / "experiment.json"
+    if out.exists() and any(out.iterdir()) and not marker.is_file():
+        raise OriginalityError(f"output folder {out} exists and is not a generalization run; choose another --out")
+    index, count = _launched()
+    cache, figures = out / "cache", out / "figures"
+    cache.mkdir(parents=True, exist_ok=True)
+    if index == 0:
+        marker.write_text(json.dumps({"config": config.to_dict()}, indent=1) + "\n")
+    jobs = plan(config)
+    started = time.perf_counter()
+    for job in tqdm(jobs[index::count], desc="levels", disable=not progress, unit="model"):
+        path = cache / f"measure-{job.measure_key}.json"
+        if path.is_file():
+            continue
+        _run_job(job, config, cache, figures, path, progress)
+    if index != 0:
+        return None
+    pending = [j for j in jobs if not (cache / f"measure-{j.measure_key}.json").is_file()]
+    while pending:  # the other processes' jobs
+        time.sleep(wait_seconds)
+        pending = [j for j in pending if not (cache / f"measure-{j.measure_key}.json").is_file()]
+    records = [json.loads((cache / f"measure-{j.measure_key}.json").read_text()) for j in jobs]
+    summary = summarise(records, config)
+    summary["seconds_this_call"] = time.perf_counter() - started
+    write_outputs(out, summary)
+    return summary
+
+
+def _run_job(job: Job, config: GeneralizationConfig, cache: Path, figures: Path, path: Path, progress: bool) -> None:
+    from originality.detection.detector import ElementDetector
+    from originality.models.pipeline import load_pipeline, resolve_device
+
+    t0 = time.perf_counter()
+    model = model_for(job, config, cache, progress)
+    t1 = time.perf_counter()
+    pipeline = load_pipeline(model, device=resolve_device(None))
+    detector = ElementDetector.load(threshold=config.detector_threshold)
+    result = measure(pipeline, detector, held_out(job), config, progress=progress)
+    record = _write_measure(path, job, result, figures)
+    record["seconds"] = {"data_and_training": t1 - t0, "measurement": time.perf_counter() - t1}
+    record["model"] = json.loads((model / "training" / "summary.json").read_text())["steps"]
+    path.write_text(json.dumps(record, indent=1) + "\n")
+
+
+def summarise(records: list[dict[str, Any]], config: GeneralizationConfig) -> dict[str, Any]:
+    """Per level: each prompt type's frequency and image rate, averaged over variants (with spread)."""
+    levels = {}
+    for level in config.levels:
+        rows = [r for r in records if r["level"] == level]
+        entry: dict[str, Any] = {"variants": [r["variant"] for r in rows]}
+        for kind in ("empty", "element"):
+            freq = [r[kind]["frequency"] for r in rows]
+            rate = [r[kind]["image_rate"] for r in rows]
+            entry[kind] = {
+                "frequency": float(np.mean(freq)),
+                "frequency_range": [float(min(freq)), float(max(freq))],
+                "image_rate": float(np.mean(rate)),
+                "elements_per_image": float(np.mean([r[kind]["elements_per_image"] for r in rows])),
+            }
+        levels[str(level)] = entry
+    top = str(max(config.levels))
+    return {
+        "config": config.to_dict(),
+        "levels": levels,
+        "records": records,
+        "checks": {
+            "element_prompt_above_empty_at_every_level": all(
+                v["element"]["frequency"] >= v["empty"]["frequency"] for v in levels.values()
+            ),
+            "element_rises_with_diversity": _rises([levels[str(lv)]["element"]["frequency"] for lv in config.levels]),
+            "empty_rises_with_diversity": _rises([levels[str(lv)]["empty"]["frequency"] for lv in config.levels]),
+            "prompted_image_rate_at_top_level": levels[top]["element"]["image_rate"],
+        },
+    }
+
+
+def _rises(values: list[float]) -> bool:
+    """Rank correlation with the level is positive (a noisy but upward trend)."""
+    if len(values) < 2 or max(values) == min(values):
+        return False
+    from scipy.stats import spearmanr
+
+    return bool(spearmanr(range(len(values)), values).statistic > 0)
+
+
+def write_outputs(out: Path, summary: dict[str, Any]) -> None:
+    from originality.report.html import generalization_report
+    from originality.report.plots import generalization_plot
+
+    generalization_plot(summary, out / "fig3.png")
+    _quality_grids(out, summary)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    generalization_report(summary, out)
+
+
+def _quality_grids(out: Path, summary: dict[str, Any]) -> None:
+    """Fig. 12 (held-out element crops per level, prompted) and Fig. 13 (sample rows per model)."""
+    from PIL import ImageDraw
+
+    figures, label = out / "figures", 110
+    for kind, name in (("element-held-out", "fig12-quality.png"), ("element-samples", "fig13-samples.png")):
+        rows = []
+        for r in summary["records"]:
+            path = figures / f"{r['level']}-{r['variant']}-{kind}.png"
+            image = Image.open(path).convert("RGB") if path.is_file() else Image.new("RGB", (64, 64), "white")
+            rows.append((f"{r['level']} elements\n{r['variant']}", image))
+        width = label + max(im.width for _, im in rows)
+        sheet = Image.new("RGB", (width, sum(im.height for _, im in rows)), "white")
+        draw, y = ImageDraw.Draw(sheet), 0
+        for text, image in rows:
+            sheet.paste(image, (label, y))
+            draw.multiline_text((6, y + image.height // 2 - 12), text, fill="black")
+            y += image.height
+        sheet.save(out / name)

@@ -1,0 +1,22 @@
+import json
+
+import pytest
+
+from originality.errors import OriginalityError
+from originality.experiments.calibration import CalibrationConfig, calibrate, format_calibration
+
+
+def test_calibration_measures_the_caption_ceiling_and_each_budget(tiny_model, tmp_path):
+    config = CalibrationConfig(
+        queries=1, samples=2, inference_steps=2, budgets=(2, 4), tokens=(1,), budget_queries=1, batch_size=2, size=32
+    )
+    report = calibrate(tiny_model, tmp_path / "cal", config, progress=False)
+    assert json.loads((tmp_path / "cal" / "calibration.json").read_text()) == json.loads(json.dumps(report))
+    for group in ("common", "rare", "unseen"):
+        rates = report["caption_ceiling"][group]["mean_match_rate"]
+        assert set(rates) == {"0.5", "0.7", "0.9"} and all(0 <= v <= 1 for v in rates.values())
+        assert len(report["caption_ceiling"][group]["queries"]) == 1
+    assert [(r["m"], r["steps"]) for r in report["inversion_budget"]] == [(1, 2), (1, 4)]
+    assert "caption ceiling" in format_calibration(report)
+    with pytest.raises(OriginalityError, match="not empty"):
+        calibrate(tiny_model, tmp_path / "cal", config, progress=False)

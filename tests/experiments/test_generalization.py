@@ -1,0 +1,72 @@
+import pytest
+
+from originality.cli import main
+from originality.errors import OriginalityError
+from originality.experiments.generalization import generalization_preset, plan, run_generalization
+
+
+def test_tiny_ladder_runs_end_to_end_and_a_rerun_reuses_every_step(tmp_path, monkeypatch):
+    config = generalization_preset("tiny")
+    out = tmp_path / "gen"
+    summary = run_generalization(out, config, progress=False)
+    assert set(summary["levels"]) == {"4", "60"}
+    for record in summary["records"]:
+        for kind, prompt in (("empty", ""), ("element", "big blue full circle")):
+            r = record[kind]
+            assert r["prompt"] == prompt and r["images"] == config.samples
+            assert r["held_out_detections"] <= r["detections"] == sum(r["element_counts"].values())
+            assert 0 <= r["frequency"] <= 1 and 0 <= r["image_rate"] <= 1
+    for name in ("fig3.png", "fig12-quality.png", "fig13-samples.png", "summary.json", "report.html"):
+        assert (out / name).stat().st_size > 100, name
+    # Measurements are cached by their settings: a rerun trains and generates nothing.
+    import originality.experiments.generalization as gen
+
+    monkeypatch.setattr(gen, "_run_job", lambda *a, **k: pytest.fail("re-ran a cached job"))
+    again = run_generalization(out, config, progress=False)
+    assert again["levels"] == summary["levels"]
+
+
+def test_keys_change_only_for_the_changed_level_settings():
+    a = plan(generalization_preset("tiny"))
+    b = plan(generalization_preset("tiny", samples=8))
+    assert [j.model_key for j in a] == [j.model_key for j in b]  # same models
+    assert all(x.measure_key != y.measure_key for x, y in zip(a, b, strict=True))  # new measurements
+    c = plan(generalization_preset("tiny", levels=(4, 6)))
+    assert a[0].measure_key == c[0].measure_key and a[1].model_key != c[1].model_key
+
+
+def test_bad_settings_are_one_line_errors(tmp_path, capsys):
+    with pytest.raises(OriginalityError, match="unknown ladder level 5"):
+        generalization_preset("tiny", levels=(5,))
+    with pytest.raises(OriginalityError, match="unknown variant 'huge-full'"):
+        generalization_preset("tiny", variants=("huge-full",))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x.txt").write_text("mine")
+    for argv, message in (
+        (["--levels", "4,7"], "unknown ladder level 7"),
+        (["--levels", "four"], "--levels takes comma-separated integers"),
+        (["--preset", "huge"], "unknown generalization preset"),
+        (["--out", str(tmp_path / "other")], "is not a generalization run"),
+    ):
+        out = ["--out", str(tmp_path / "new")] if "--out" not in argv else []
+        assert main(["experiment", "generalization", "--preset", "tiny", *out, *argv]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "new").exists()
+
+
+def test_fixed_location_ablation_on_tiny_models(tiny_model, tmp_path):
+    from originality.experiments.fixed_location import FixedLocationConfig, fixed_queries, run_fixed_location
+
+    config = FixedLocationConfig(
+        queries=2, seeds=2, size=32, score_overrides=dict(steps=2, batch_size=2, inference_steps=2)
+    )
+    queries = fixed_queries(config)
+    assert len(queries) == 2 and all(q.size == (32, 32) for q, _ in queries)
+    summary = run_fixed_location(tmp_path / "fix", config, reference=tiny_model, fixed_model=tiny_model, progress=False)
+    assert set(summary["models"]) == {"fixed location", "random placement"}
+    for m in summary["models"].values():
+        assert len(m["queries"]) == 2 and all(len(q["displacement"]) == 2 for q in m["queries"])
+    assert (tmp_path / "fix" / "fig11.png").stat().st_size > 500
+    with pytest.raises(OriginalityError, match="at least one query"):
+        run_fixed_location(tmp_path / "fix2", FixedLocationConfig(queries=0), fixed_model=tiny_model)
