@@ -98,3 +98,19 @@ def test_bad_inputs(tiny_model):
         invert(pipeline, query(), 0, InversionSettings(steps=1))
     with pytest.raises(OriginalityError, match="query must be 32x32"):
         invert(pipeline, query(64), 1, InversionSettings(steps=1))
+
+
+def test_an_m_token_prompt_uses_only_its_m_vectors_whatever_placeholders_exist(make_pipeline):
+    """diffusers expands a prompt's ``<s*>`` to every ``<s*>_k`` the tokenizer knows; generation must
+    not, or m = 1 after an m = 5 inversion would draw with five vectors (four of them stale)."""
+    import numpy as np
+
+    from originality.method.reconstruction import reconstruct
+
+    pipeline = make_pipeline()
+    dim = pipeline.text_encoder.get_input_embeddings().weight.shape[1]
+    one = torch.randn(1, dim, generator=torch.Generator().manual_seed(0))
+    before = reconstruct(pipeline, one, [0, 1], steps=2)
+    set_embeddings(pipeline, torch.randn(5, dim, generator=torch.Generator().manual_seed(1)))  # <s*>_1.._4 exist now
+    after = reconstruct(pipeline, one, [0, 1], steps=2)
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(before, after, strict=True))

@@ -194,7 +194,7 @@ def model_for(job: Job, config: GeneralizationConfig, cache: Path, progress: boo
     return cached_model(spec, config.images, config.size, config.data_seed, train, cache, progress, command)
 
 
-def measure(pipeline, detector, element, config: GeneralizationConfig, *, progress: bool = False) -> dict[str, Any]:
+def measure(pipeline, detector, element, config: GeneralizationConfig) -> dict[str, Any]:
     """Generate ``samples`` images per prompt type and count the held-out ``element``."""
     from originality.models.pipeline import generate
 
@@ -308,7 +308,7 @@ def _run_job(job: Job, config: GeneralizationConfig, cache: Path, figures: Path,
     t1 = time.perf_counter()
     pipeline = load_pipeline(model, device=resolve_device(None))
     detector = ElementDetector.load(threshold=config.detector_threshold)
-    result = measure(pipeline, detector, held_out(job), config, progress=progress)
+    result = measure(pipeline, detector, held_out(job), config)
     record = _write_measure(path, job, result, figures)
     record["seconds"] = {"data_and_training": t1 - t0, "measurement": time.perf_counter() - t1}
     record["model"] = json.loads((model / "training" / "summary.json").read_text())["steps"]

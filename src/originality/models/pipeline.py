@@ -25,7 +25,7 @@ from PIL import Image
 
 from originality.errors import OriginalityError
 from originality.models.config import TrainConfig
-from originality.models.text_encoders import SHARED, encoder_reference, load_text_encoder
+from originality.models.text_encoders import SHARED, encode_prompts, encoder_reference, load_text_encoder
 
 SCHEDULER_CONFIG = {
     # Stable Diffusion's noise schedule: pipelines and samplers made for SD work unchanged.
@@ -255,18 +255,29 @@ def generate(
     guidance_scale: float = 3.0,
     batch_size: int = 32,
 ) -> list[Image.Image]:
-    """One image per (prompt, seed) pair, each reproducible from its seed alone."""
+    """One image per (prompt, seed) pair, each reproducible from its seed alone.
+
+    The prompts are encoded here, exactly as the inversion encodes its training prompts, and handed
+    to the pipeline as embeddings. Passing text would let diffusers' textual-inversion loader
+    rewrite it: a prompt holding ``<s*>`` is expanded to ``<s*> <s*>_1 ...`` for every
+    ``<s*>_k`` the tokenizer knows, so an m-token prompt would silently pick up the vectors of
+    larger, earlier inversions.
+    """
     if len(prompts) != len(seeds):
         raise OriginalityError("generate needs one seed per prompt")
     images: list[Image.Image] = []
     device = pipeline.device
+    dtype = pipeline.unet.dtype
     for start in range(0, len(prompts), batch_size):
         chunk_prompts = list(prompts[start : start + batch_size])
         generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds[start : start + batch_size]]
         shape = (pipeline.unet.config.in_channels, pipeline.unet.config.sample_size, pipeline.unet.config.sample_size)
-        latents = torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device, pipeline.unet.dtype)
+        latents = torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device, dtype)
+        cond = encode_prompts(pipeline.tokenizer, pipeline.text_encoder, chunk_prompts).to(dtype)
+        uncond = encode_prompts(pipeline.tokenizer, pipeline.text_encoder, [""] * len(chunk_prompts)).to(dtype)
         out = pipeline(
-            chunk_prompts,
+            prompt_embeds=cond,
+            negative_prompt_embeds=uncond,
             num_inference_steps=steps,
             guidance_scale=guidance_scale,
             latents=latents,
