@@ -223,8 +223,8 @@ def measure(pipeline, detector, element, config: GeneralizationConfig) -> dict[s
     return result
 
 
-def _write_measure(path: Path, job: Job, result: dict[str, Any], figures: Path) -> dict[str, Any]:
-    """Save the numbers (JSON) and the pictures (sample rows, crops of the held-out element)."""
+def _record(job: Job, result: dict[str, Any], figures: Path) -> dict[str, Any]:
+    """The measurement's numbers; its pictures (sample rows, held-out crops) go to ``figures``."""
     from originality.report.grids import image_grid
 
     figures.mkdir(parents=True, exist_ok=True)
@@ -236,9 +236,6 @@ def _write_measure(path: Path, job: Job, result: dict[str, Any], figures: Path) 
         if crops:
             image_grid(crops, columns=8, cell=64).save(figures / f"{job.name}-{kind}-held-out.png")
         record[kind] = r
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(path)
     return record
 
 
@@ -309,10 +306,12 @@ def _run_job(job: Job, config: GeneralizationConfig, cache: Path, figures: Path,
     pipeline = load_pipeline(model, device=resolve_device(None))
     detector = ElementDetector.load(threshold=config.detector_threshold)
     result = measure(pipeline, detector, held_out(job), config)
-    record = _write_measure(path, job, result, figures)
+    record = _record(job, result, figures)
     record["seconds"] = {"data_and_training": t1 - t0, "measurement": time.perf_counter() - t1}
     record["model"] = json.loads((model / "training" / "summary.json").read_text())["steps"]
-    path.write_text(json.dumps(record, indent=1) + "\n")
+    tmp = path.with_suffix(".tmp")  # the file's existence marks the job done: write it whole
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(path)
 
 
 def summarise(records: list[dict[str, Any]], config: GeneralizationConfig) -> dict[str, Any]:
