@@ -121,6 +121,7 @@ def group_curves(summary: dict, out: str | Path) -> Path:
         ax.fill_between(ms, mean - std, mean + std, alpha=0.15, color=colour)
     threshold = summary["settings"]["score"]["threshold"]
     ax.axhline(threshold, color="grey", ls="--", lw=1, label="threshold")
+    ax.set_xticks(range(1, summary["settings"]["score"]["max_tokens"] + 1))
     ax.set_xlabel("tokens m")
     ax.set_ylabel("mean distance")
     ax.grid(alpha=0.3)
@@ -131,6 +132,7 @@ def group_curves(summary: dict, out: str | Path) -> Path:
             values = g.get("detected_elements_by_m") or []
             ax.plot(range(1, len(values) + 1), values, marker="o", label=name, color=GROUP_COLOURS.get(name))
         ax.axhline(2, color="grey", ls="--", lw=1, label="the query's 2")
+        ax.set_xticks(range(1, summary["settings"]["score"]["max_tokens"] + 1))
         ax.set_xlabel("tokens m")
         ax.set_ylabel("detected elements per sample")
         ax.grid(alpha=0.3)
