@@ -328,6 +328,7 @@ def summarise(records: list[dict[str, Any]], config: GeneralizationConfig) -> di
                 "frequency_range": [float(min(freq)), float(max(freq))],
                 "image_rate": float(np.mean(rate)),
                 "elements_per_image": float(np.mean([r[kind]["elements_per_image"] for r in rows])),
+                "outside_spanning_set": float(np.mean([outside_spanning_set(r, kind) for r in rows])),
             }
         levels[str(level)] = entry
     top = str(max(config.levels))
@@ -344,6 +345,15 @@ def summarise(records: list[dict[str, Any]], config: GeneralizationConfig) -> di
             "prompted_image_rate_at_top_level": levels[top]["element"]["image_rate"],
         },
     }
+
+
+def outside_spanning_set(record: dict[str, Any], kind: str) -> float:
+    """Share of a measurement's detections that are elements its model's data never spanned: a
+    sign of samples the detector cannot read (blurry, half-formed shapes), not of generalization."""
+    spanned = {e.phrase for e in ladder(record["level"], record["variant"]).spanning_set}
+    counts = record[kind]["element_counts"]
+    total = sum(counts.values())
+    return sum(c for e, c in counts.items() if e not in spanned) / total if total else 0.0
 
 
 def _rises(values: list[float]) -> bool:

@@ -118,12 +118,13 @@ def generalization_report(summary: dict[str, Any], out: Path) -> Path:
     """``report.html`` of the generalization experiment: Fig. 3, the numbers, Fig. 12 and 13."""
     e = html.escape
     rows = []
-    for r in summary["records"]:
+    for level, v in summary["levels"].items():
         cells = "".join(
-            f"<td>{r[k]['frequency']:.1%}</td><td>{r[k]['image_rate']:.1%}</td><td>{r[k]['elements_per_image']:.2f}</td>"
+            f"<td>{v[k]['frequency']:.1%}</td><td>{v[k]['image_rate']:.1%}</td><td>{v[k]['elements_per_image']:.2f}</td>"
+            f"<td>{v[k]['outside_spanning_set']:.1%}</td>"
             for k in ("empty", "element")
         )
-        rows.append(f"<tr><td>{r['level']}</td><td>{e(r['variant'])}</td>{cells}</tr>")
+        rows.append(f"<tr><td>{e(level)}</td><td>{e(', '.join(v['variants']))}</td>{cells}</tr>")
     checks = "".join(f"<li>{e(k)}: <b>{e(str(v))}</b></li>" for k, v in summary["checks"].items())
     images = "".join(
         f"<h2>{e(title)}</h2><img class=px src='{inline_png(out / name)}'>"
@@ -140,10 +141,12 @@ def generalization_report(summary: dict[str, Any], out: Path) -> Path:
 <p>Preset <code>{e(config["preset"])}</code>: {config["images"]} training images per level, training preset
 <code>{e(config["train"])}</code>, {config["samples"]} samples per prompt type at {config["inference_steps"]} steps,
 detector confidence {config["detector_threshold"]}. <i>frequency</i>: held-out detections among all detections;
-<i>image rate</i>: images holding the held-out element.</p>
+<i>image rate</i>: images holding the held-out element; <i>outside</i>: detections of elements the model's
+data never held (unreadable samples rather than generalization).</p>
 <ul>{checks}</ul>
-<table><tr><th>level</th><th>variant</th><th>empty: frequency</th><th>image rate</th><th>elements/image</th>
-<th>element: frequency</th><th>image rate</th><th>elements/image</th></tr>{"".join(rows)}</table>
+<table><tr><th>level</th><th>variants</th><th>empty: frequency</th><th>image rate</th><th>elements/image</th>
+<th>outside</th><th>element: frequency</th><th>image rate</th><th>elements/image</th><th>outside</th></tr>
+{"".join(rows)}</table>
 {images}</body></html>"""
     tmp = out / ".report.html.tmp"
     tmp.write_text(page)
