@@ -33,22 +33,25 @@ def tiny_clip_tokenizer(folder: Path) -> CLIPTokenizer:
     return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16)
 
 
+def tiny_clip_text_config(tokenizer: CLIPTokenizer) -> dict:
+    """The tiny CLIP text tower shared by the tiny pipeline and the tiny classifier."""
+    return dict(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=16,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
+
+
 def tiny_clip_pipeline(folder: Path, seed: int = 0) -> StableDiffusionPipeline:
     torch.manual_seed(seed)
     tokenizer = tiny_clip_tokenizer(folder / "tok")
-    encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=16,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-        )
-    )
+    encoder = CLIPTextModel(CLIPTextConfig(**tiny_clip_text_config(tokenizer)))
     vae = AutoencoderKL(
         block_out_channels=(8, 16),
         down_block_types=("DownEncoderBlock2D",) * 2,
@@ -81,17 +84,7 @@ def tiny_clip_classifier(folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     tokenizer = tiny_clip_tokenizer(folder / "tok")
     config = CLIPConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=16,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-        ),
+        text_config=tiny_clip_text_config(tokenizer),
         vision_config=dict(
             image_size=32,
             patch_size=8,

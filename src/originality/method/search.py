@@ -101,8 +101,8 @@ class ScoreConfig:
 
 
 # Default pass thresholds per distance and preset. elements/quick: calibrated on the shipped model
-# (results/calibration/). dreamsim: the distance below which DreamSim's authors' examples read as
-# the same subject; not calibrated here (no weights offline): check it on your own common images.
+# (results/calibration/). dreamsim: an uncalibrated placeholder (no DreamSim weights could be
+# fetched here); calibrate it on images known to be common before trusting a count.
 THRESHOLDS: dict[str, dict[str, float]] = {
     "elements": {"paper": 0.5, "quick": 0.65},
     "ssim": {"paper": 0.5},

@@ -268,13 +268,15 @@ def generate(
     images: list[Image.Image] = []
     device = pipeline.device
     dtype = pipeline.unet.dtype
+    # The unconditional embedding is the same for every image: encoded once, sliced per chunk.
+    uncond_all = encode_prompts(pipeline.tokenizer, pipeline.text_encoder, [""]).to(dtype)
     for start in range(0, len(prompts), batch_size):
         chunk_prompts = list(prompts[start : start + batch_size])
         generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds[start : start + batch_size]]
         shape = (pipeline.unet.config.in_channels, pipeline.unet.config.sample_size, pipeline.unet.config.sample_size)
         latents = torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device, dtype)
         cond = encode_prompts(pipeline.tokenizer, pipeline.text_encoder, chunk_prompts).to(dtype)
-        uncond = encode_prompts(pipeline.tokenizer, pipeline.text_encoder, [""] * len(chunk_prompts)).to(dtype)
+        uncond = uncond_all.expand(len(chunk_prompts), -1, -1)
         out = pipeline(
             prompt_embeds=cond,
             negative_prompt_embeds=uncond,
