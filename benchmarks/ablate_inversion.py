@@ -9,7 +9,8 @@ detected elements per sample (count; the queries hold 2). Rows are appended to
 ``OUT/rows.jsonl`` as they finish, so a killed run resumes.
 
 Variants: ``base`` (the quick preset), ``norm`` (each vector's norm capped at the vocabulary's
-largest), ``progressive`` (m tokens warm-started from the (m-1)-token solution), ``lr1e-3``.
+largest), ``progressive`` (m tokens warm-started from the (m-1)-token solution), ``lr1e-3``,
+``guidance7.5`` (reconstructions sampled at guidance 7.5 instead of 3).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ VARIANTS = {
     "norm": {"max_norm": 1.7},
     "progressive": {"progressive": True},
     "lr1e-3": {"lr": 1e-3},
+    "guidance7.5": {"guidance_scale": 7.5},  # samples drawn at diffusers' default guidance
 }
 
 

@@ -1,6 +1,6 @@
 """Inversion step cost: ours against a bare UNet step and against the common recipe's step.
 
-    python benchmarks/bench_inversion.py --model MODEL [--batch 8] [--steps 20] [--m 3]
+    python benchmarks/bench_inversion.py [--model shipped] [--batch 8] [--steps 20] [--m 3]
 
 * bare: UNet forward + backward at the batch (what no implementation can avoid);
 * ours: :func:`originality.method.inversion.invert` (latents cached, m vectors optimised,
@@ -23,6 +23,7 @@ from originality.method.inversion import (
     InversionSettings,
     add_placeholders,
     encode_prompts,
+    image_latents,
     initial_vector,
     invert,
     placeholder_phrase,
@@ -52,43 +53,87 @@ def bare(pipeline, batch: int, steps: int) -> float:
     return float(np.median(times[2:]))
 
 
-def recipe(pipeline, image: Image.Image, m: int, batch: int, steps: int, template: str) -> float:
+def recipe_invert(
+    pipeline,
+    image: Image.Image,
+    m: int,
+    *,
+    steps: int,
+    batch: int,
+    lr: float = 5e-4,
+    templates: tuple[str, ...] = ("{}",),
+    initializer: str = "shapes",
+    seed: int = 0,
+) -> tuple[torch.Tensor, list[float]]:
+    """The common recipe's inversion; returns the learned vectors and the seconds of each step."""
     from diffusers import DDPMScheduler
 
+    torch.manual_seed(seed)
     ids = add_placeholders(pipeline, m)
     encoder, vae, unet = pipeline.text_encoder, pipeline.vae, pipeline.unet
     table = encoder.get_input_embeddings()
     with torch.no_grad():
-        table.weight[ids] = initial_vector(pipeline, "shapes")
+        table.weight[ids] = initial_vector(pipeline, initializer)
     original = table.weight.detach().clone()
     keep = torch.ones(len(original), dtype=torch.bool)
     keep[ids] = False
     table.weight.requires_grad_(True)
-    optimizer = torch.optim.AdamW(table.parameters(), lr=5e-4)
+    optimizer = torch.optim.AdamW(table.parameters(), lr=lr)
     scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
     x = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
-    prompt = template.format(placeholder_phrase(m))
+    prompts = [t.format(placeholder_phrase(m)) for t in templates]
     times = []
-    for _ in range(steps + 2):
+    try:
+        for _ in range(steps):
+            start = time.perf_counter()
+            z = vae.encode(x.repeat(batch, 1, 1, 1)).latent_dist.sample() * vae.config.scaling_factor
+            noise = torch.randn_like(z)
+            t = torch.randint(0, 1000, (batch,))
+            cond = encode_prompts(pipeline, [prompts[i] for i in torch.randint(len(prompts), (batch,))])
+            loss = F.mse_loss(unet(scheduler.add_noise(z, noise, t), t, encoder_hidden_states=cond).sample, noise)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                table.weight[keep] = original[keep]
+            times.append(time.perf_counter() - start)
+    finally:
+        table.weight.requires_grad_(False)
+    return table.weight[ids].detach().clone(), times
+
+
+def ours_per_step(pipeline, image: Image.Image, m: int, batch: int, steps: int) -> float:
+    """Seconds per step of :func:`invert`, set-up excluded (two run lengths, differenced)."""
+    latents = image_latents(pipeline, image)
+    seconds = []
+    for n in (2, steps + 2):
+        settings = InversionSettings(steps=n, batch_size=batch, initializer="shapes", templates=("{}",))
         start = time.perf_counter()
-        z = vae.encode(x.repeat(batch, 1, 1, 1)).latent_dist.sample() * vae.config.scaling_factor
-        noise = torch.randn_like(z)
-        t = torch.randint(0, 1000, (batch,))
-        cond = encode_prompts(pipeline, [prompt] * batch)
-        loss = F.mse_loss(unet(scheduler.add_noise(z, noise, t), t, encoder_hidden_states=cond).sample, noise)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            table.weight[keep] = original[keep]
-        times.append(time.perf_counter() - start)
-    table.weight.requires_grad_(False)
+        invert(pipeline, image, m, settings, latents=latents)
+        seconds.append(time.perf_counter() - start)
+    return (seconds[1] - seconds[0]) / steps
+
+
+def encoder_pass(pipeline, m: int) -> float:
+    """Text encoder forward + backward for one prompt, the gradient reaching only an added
+    input vector (as in :func:`invert`): what a step must add to the UNet's."""
+    embedding = pipeline.text_encoder.get_input_embeddings()
+    delta = torch.nn.Parameter(torch.zeros(embedding.weight.shape[1]))
+    hook = embedding.register_forward_hook(lambda _module, _inputs, output: output + delta)
+    times = []
+    try:
+        for _ in range(12):
+            start = time.perf_counter()
+            encode_prompts(pipeline, [placeholder_phrase(m)]).sum().backward()
+            times.append(time.perf_counter() - start)
+    finally:
+        hook.remove()
     return float(np.median(times[2:]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--model", default=None, help="default: the shipped shapes model")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--m", type=int, default=3)
@@ -96,14 +141,17 @@ def main() -> None:
     pipeline = load_pipeline(args.model)
     image = query(pipeline.unet.config.sample_size * pipeline.vae_scale_factor)
     b = bare(pipeline, args.batch, args.steps)
-    settings = InversionSettings(steps=args.steps + 2, batch_size=args.batch, initializer="shapes")
-    start = time.perf_counter()
-    invert(pipeline, image, args.m, settings)
-    ours = (time.perf_counter() - start) / (args.steps + 2)
-    r = recipe(pipeline, image, args.m, args.batch, args.steps, "{}")
+    ours = ours_per_step(pipeline, image, args.m, args.batch, args.steps)
+    text = encoder_pass(pipeline, args.m)
+    _, times = recipe_invert(pipeline, image, args.m, steps=args.steps + 2, batch=args.batch)
+    r = float(np.median(times[2:]))
     print(f"batch {args.batch}, m = {args.m}, {torch.get_num_threads()} threads")
     print(f"bare UNet forward + backward: {b * 1000:7.1f} ms")
-    print(f"ours, per inversion step:     {ours * 1000:7.1f} ms  (ratio {ours / b:.2f}, includes set-up)")
+    print(f"text encoder fwd + backward:  {text * 1000:7.1f} ms  (one prompt; the gradient must pass through it)")
+    print(
+        f"ours, per inversion step:     {ours * 1000:7.1f} ms  (ratio {ours / b:.2f}; "
+        f"without the encoder pass {(ours - text) / b:.2f})"
+    )
     print(f"common recipe, per step:      {r * 1000:7.1f} ms  (ratio {r / b:.2f})")
 
 

@@ -154,6 +154,9 @@ def _detector_train(args: argparse.Namespace) -> None:
         batch=args.batch,
         workers=args.workers,
         seed=args.seed,
+        lr0=args.lr0,
+        blur=args.blur,
+        init=args.init,
         verbose=not args.quiet,
     )
     print(f"saved detector to {args.out} ({detector.yaml}, {detector.imgsz} px)")
@@ -468,6 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     dtrain.add_argument("--batch", type=int, default=64)
     dtrain.add_argument("--workers", type=int, default=2)
     dtrain.add_argument("--seed", type=int, default=0)
+    dtrain.add_argument("--lr0", type=float, default=0.002, help="initial learning rate (cosine decay)")
+    dtrain.add_argument("--blur", type=float, default=0.0, help="share of training images blurred (0.3-1.2 px)")
+    dtrain.add_argument("--init", help="start from this saved detector folder (train it longer)")
     dtrain.add_argument("--quiet", action="store_true")
     dtrain.set_defaults(func=_detector_train)
     deval = detsub.add_parser("evaluate", help="precision/recall and confusion matrices on a shapes dataset")

@@ -54,13 +54,19 @@ def test_summary_histogram_and_spearman_follow_the_counts():
     rows, records = [], []
     for group, counts in [("common", [1, 1, 1, 2]), ("rare", [2, 3, 2, 3]), ("unseen", [None, None, 3, None])]:
         for i, c in enumerate(counts):
-            rows.append({"image": f"{group}-{i}", "group": group, "caption": ""})
+            second = "red" if i % 2 == 0 else "blue"  # one colour, then two
+            text = f"big red full circle and big {second} full square"
+            rows.append({"image": f"{group}-{i}", "group": group, "caption": text})
             records.append(_record(f"{group}-{i}", c))
     summary = summarise(records, rows, config)
     assert summary["groups"]["common"]["histogram"] == {"1": 3, "2": 1, "3": 0, "+": 0}
     assert summary["groups"]["unseen"]["histogram"]["+"] == 3
     assert summary["groups"]["unseen"]["mean_tokens"] == pytest.approx((4 + 4 + 3 + 4) / 4)
     assert summary["spearman"]["rho"] > 0.8 and summary["spearman"]["p"] < 0.01
+    colours = summary["by_colours"]
+    assert set(colours) == {"one colour", "2 colours"}
+    assert colours["one colour"]["common"]["tokens"] == [1, 1] and colours["2 colours"]["common"]["tokens"] == [1, 2]
+    assert colours["2 colours"]["unseen"]["mean_tokens"] == pytest.approx(4.0)
     swapped = {"common": "unseen", "unseen": "common", "rare": "rare"}  # the opposite ordering
     rows = [dict(r, group=swapped[r["group"]]) for r in rows]
     assert summarise(records, rows, config)["spearman"]["rho"] < -0.8

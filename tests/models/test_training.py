@@ -145,6 +145,13 @@ def test_a_preset_differing_only_in_epochs_continues_the_run(tiny_config):
     assert dataclasses.replace(tiny_config, unet_lr=1e-4).fingerprint() != tiny_config.fingerprint()
 
 
+def test_the_shipped_models_run_can_still_be_continued():
+    # The shipped model's run (src/originality/assets/shapes-model/README.md) was saved before
+    # `vae_from` existed; a setting added later must not orphan it.
+    assert train_preset("ship").fingerprint() == "1a3d13bab22e9e84"
+    assert dataclasses.replace(train_preset("ship"), vae_from="shipped").fingerprint() != "1a3d13bab22e9e84"
+
+
 def test_a_pretrained_vae_is_used_frozen_and_stage_one_skipped(tiny_model, small_data, tiny_config, tmp_path):
     config = dataclasses.replace(tiny_config, vae_from=str(tiny_model), unet_epochs=0.5)
     out = train(config, small_data, tmp_path / "m", progress=False)
@@ -157,3 +164,22 @@ def test_a_pretrained_vae_is_used_frozen_and_stage_one_skipped(tiny_model, small
     bad = dataclasses.replace(tiny_config, vae_from=str(tmp_path / "nothing"))
     with pytest.raises(OriginalityError, match="no VAE found"):
         train(bad, small_data, tmp_path / "bad", progress=False)
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    from originality.models import checkpoints
+
+    folder = tmp_path / "checkpoint"
+    checkpoints.write_checkpoint(folder, {"unet": {"w": torch.ones(3)}}, {"step": 1})
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoints, "save_file", disk_full)
+    with pytest.raises(OriginalityError, match="No space left on device; the previous checkpoint is kept"):
+        checkpoints.write_checkpoint(folder, {"unet": {"w": torch.zeros(3)}}, {"step": 2})
+    tensors, state = checkpoints.read_checkpoint(folder)
+    assert state["step"] == 1 and torch.equal(tensors["unet"]["w"], torch.ones(3))
+    assert not folder.with_name("checkpoint.tmp").exists()

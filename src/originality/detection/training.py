@@ -2,32 +2,49 @@
 
 The network is built from its yaml (no pretrained weights, nothing downloaded). Colour and
 scale augmentations are off: hue, saturation and size are what the detector must read, so
-changing them would teach it wrong labels. The EMA weights at the end of training are
-saved as safetensors; the ``.pt`` files Ultralytics writes on the way are deleted.
+changing them would teach it wrong labels. Blur is on by option (``blur``): generated images
+are softer than rendered ones, and a detector that saw only crisp edges is less sure of them.
+Training can start from a saved detector (``init``) to train it longer. The EMA weights at the
+end of training are saved as safetensors; the ``.pt`` files Ultralytics writes on the way are
+deleted.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
 import tempfile
 from pathlib import Path
 
-from originality.detection.detector import ElementDetector, import_ultralytics
+import numpy as np
+from PIL import Image, ImageFilter
+
+from originality.detection.detector import META, WEIGHTS, ElementDetector, import_ultralytics
 from originality.errors import OriginalityError
 from originality.shapes.dataset import read_info, read_table
 from originality.shapes.vocabulary import ALL_ELEMENTS, Element
 
 
-def export_yolo(dataset: str | Path, out: Path, split: str) -> int:
-    """Write a shapes dataset as YOLO images/ and labels/ (class cx cy w h, normalised)."""
+def export_yolo(dataset: str | Path, out: Path, split: str, *, blur: float = 0.0, seed: int = 0) -> int:
+    """Write a shapes dataset as YOLO images/ and labels/ (class cx cy w h, normalised).
+
+    ``blur``: the share of images written with a Gaussian blur of radius 0.3-1.2 px (boxes
+    unchanged), drawn from ``seed``.
+    """
     size = read_info(dataset)["size"]
+    rng = np.random.default_rng(seed)
     images, labels = out / "images" / split, out / "labels" / split
     images.mkdir(parents=True, exist_ok=True)
     labels.mkdir(parents=True, exist_ok=True)
     rows = read_table(dataset, columns=["index", "image", "elements"]).to_pylist()
     for r in rows:
         stem = f"{r['index']:07d}"
-        (images / f"{stem}.png").write_bytes(r["image"]["bytes"])
+        if blur and rng.random() < blur:
+            image = Image.open(io.BytesIO(r["image"]["bytes"])).convert("RGB")
+            image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2))).save(images / f"{stem}.png")
+        else:
+            (images / f"{stem}.png").write_bytes(r["image"]["bytes"])
         lines = []
         for e in r["elements"]:
             x0, y0, x1, y1 = e["bbox"]
@@ -53,17 +70,24 @@ def train_detector(
     seed: int = 0,
     device: str = "cpu",
     workers: int = 2,
+    blur: float = 0.0,
+    init: str | Path | None = None,
     verbose: bool = True,
 ) -> ElementDetector:
-    """Train on ``train_data`` (validating on ``val_data``) and save the detector into ``out``."""
+    """Train on ``train_data`` (validating on ``val_data``) and save the detector into ``out``.
+
+    ``init``: a saved detector folder to start from (same yaml and image size) instead of random
+    weights; ``blur``: see :func:`export_yolo`.
+    """
     import_ultralytics()
     from ultralytics import YOLO
 
+    start = _initial_state(init, yaml, imgsz) if init is not None else None
     out = Path(out)
     work = Path(tempfile.mkdtemp(prefix="yolo-"))
     captured = {}
     try:
-        export_yolo(train_data, work / "data", "train")
+        export_yolo(train_data, work / "data", "train", blur=blur, seed=seed)
         export_yolo(val_data, work / "data", "val")
         names = "\n".join(f"  {i}: {e.phrase.replace(' ', '_')}" for i, e in enumerate(ALL_ELEMENTS))
         (work / "data.yaml").write_text(
@@ -74,7 +98,13 @@ def train_detector(
         def grab(trainer) -> None:  # the final EMA weights, in memory: no .pt file is read back
             captured["state"] = {k: v.detach().clone() for k, v in trainer.ema.ema.state_dict().items()}
 
+        def load_start(trainer) -> None:  # after Ultralytics has built the model, optimizer and EMA
+            for network in (trainer.model, trainer.ema.ema):
+                network.load_state_dict(start)
+
         model.add_callback("on_train_epoch_end", grab)
+        if start is not None:
+            model.add_callback("on_pretrain_routine_end", load_start)
         model.train(
             data=str(work / "data.yaml"),
             imgsz=imgsz,
@@ -91,6 +121,8 @@ def train_detector(
             optimizer="AdamW",
             lr0=lr0,
             cos_lr=True,
+            # Ultralytics' warm-up starts biases at lr 0.1: right for random weights, a jolt for trained ones.
+            warmup_epochs=0.0 if start is not None else 3.0,
             seed=seed,
             deterministic=True,
             val=False,
@@ -114,5 +146,24 @@ def train_detector(
     network = ElementDetector.build(yaml)
     network.load_state_dict({k: v.float() for k, v in captured["state"].items()})
     detector = ElementDetector(network, imgsz=imgsz, yaml=yaml)
-    detector.save(out, extra={"epochs": epochs, "batch": batch, "train_data": str(train_data), "seed": seed})
+    extra = {"epochs": epochs, "batch": batch, "train_data": str(train_data), "seed": seed, "blur": blur}
+    if init is not None:
+        extra["init"] = {"folder": str(init), "meta": json.loads((Path(init) / META).read_text())}
+    detector.save(out, extra=extra)
     return ElementDetector.load(out)
+
+
+def _initial_state(folder: str | Path, yaml: str, imgsz: int) -> dict:
+    """The unfused weights of a saved detector, checked against the network to train."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not (folder / WEIGHTS).is_file() or not (folder / META).is_file():
+        raise OriginalityError(f"no detector weights in {folder} to start from")
+    meta = json.loads((folder / META).read_text())
+    if (meta.get("yaml"), meta.get("imgsz")) != (yaml, imgsz):
+        raise OriginalityError(
+            f"detector in {folder} is {meta.get('yaml')} at {meta.get('imgsz')} px; "
+            f"cannot start {yaml} at {imgsz} px from it"
+        )
+    return load_file(folder / WEIGHTS)

@@ -206,8 +206,30 @@ def summarise(records: list[dict[str, Any]], rows: list[dict[str, str]], config:
     return {
         "groups": groups,
         "spearman": None if rho is None else {"rho": float(rho.statistic), "p": float(rho.pvalue), "n": len(xs)},
+        "by_colours": by_colours(records, rows, m_max),
         "labels": labels,
         "settings": config.to_dict(),
+    }
+
+
+def by_colours(records: list[dict[str, Any]], rows: list[dict[str, str]], m_max: int) -> dict[str, Any]:
+    """Minimum tokens split by how many colours the query's pair has (one or two), per group.
+
+    A model that binds colours to shapes poorly reconstructs a pair of one colour more easily
+    than a pair of two, whatever the pair's training frequency; this split shows that effect
+    apart from the frequency one.
+    """
+    from originality.shapes.captions import parse_caption
+
+    info = {r["image"]: (r["group"], len({e.colour for e in parse_caption(r["caption"])})) for r in rows}
+    split: dict[str, dict[str, list[int]]] = {}
+    for r in records:
+        group, colours = info[r["image"]]
+        key = "one colour" if colours == 1 else f"{colours} colours"
+        split.setdefault(key, {}).setdefault(group, []).append(m_max + 1 if r["count"] is None else r["count"])
+    return {
+        key: {g: {"queries": len(t), "mean_tokens": float(np.mean(t)), "tokens": t} for g, t in sorted(groups.items())}
+        for key, groups in sorted(split.items())
     }
 
 
@@ -271,6 +293,12 @@ def write_report(out: Path, summary: dict[str, Any], records: list[dict[str, Any
         + f"<td>{' '.join(f'{x:.1f}' for x in v.get('detected_elements_by_m', []))}</td></tr>"
         for g, v in summary["groups"].items()
     )
+    colours = "".join(
+        f"<tr><td>{e(key)}</td><td>{e(g)}</td><td>{v['queries']}</td><td>{v['mean_tokens']:.2f}</td>"
+        f"<td>{e(', '.join(str(t) for t in v['tokens']))}</td></tr>"
+        for key, groups in summary.get("by_colours", {}).items()
+        for g, v in groups.items()
+    )
     sections = []
     for group in summary["groups"]:
         lines = []
@@ -309,6 +337,9 @@ tokens ("+" = {m_max + 1}): <b>{e(rho_text)}</b>.</p>
 {"".join(f"<th>{e(lab)}</th>" for lab in summary["labels"])}<th>mean soft tokens</th>
 <th>elements per sample, m = 1..M</th></tr>{table}</table>
 <img src='{inline_png(out / "fig6.png")}'> <img src='{inline_png(out / "curves.png")}'>
+<h2>By the number of colours in the pair</h2>
+<table><tr><th>colours</th><th>group</th><th>queries</th><th>mean tokens</th><th>tokens ("+" = {m_max + 1})</th></tr>
+{colours}</table>
 <p>Rows: the query, then the first of the N reconstructions at each token count.</p>
 {"".join(sections)}
 <pre>{e(json.dumps(summary["settings"], indent=1))}</pre></body></html>"""

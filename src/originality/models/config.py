@@ -145,6 +145,10 @@ class TrainConfig:
             "unet_epochs",
         ):
             data.pop(key)
+        # Settings added after runs existed are hashed only when set, so older runs still continue.
+        for key in ("vae_from",):
+            if data[key] is None:
+                data.pop(key)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
