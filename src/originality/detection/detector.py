@@ -49,6 +49,22 @@ class Detection:
         return ((x0 + x1) / 2, (y0 + y1) / 2)
 
 
+def read_saved(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A saved detector's metadata and (unfused) weights, checked for presence and classes."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not (folder / WEIGHTS).is_file() or not (folder / META).is_file():
+        raise OriginalityError(f"no detector weights in {folder} (expected {WEIGHTS} and {META})")
+    meta = json.loads((folder / META).read_text())
+    if meta.get("classes") != [e.phrase for e in ALL_ELEMENTS]:
+        raise OriginalityError(f"detector in {folder} was trained on other classes")
+    try:
+        return meta, load_file(folder / WEIGHTS)
+    except (SafetensorError, OSError) as exc:
+        raise OriginalityError(f"corrupt detector weights in {folder}: {str(exc).splitlines()[0]}") from exc
+
+
 def element_multiset(detections: Iterable[Detection]) -> Counter[Element]:
     """The elements found in one image, with multiplicity."""
     return Counter(d.element for d in detections)
@@ -133,19 +149,12 @@ class ElementDetector:
         device: str | torch.device = "cpu",
     ) -> ElementDetector:
         """Load a saved detector (the one shipped in the package when ``folder`` is None)."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         folder = Path(folder) if folder is not None else default_detector_dir()
-        if not (folder / WEIGHTS).is_file() or not (folder / META).is_file():
-            raise OriginalityError(f"no detector weights in {folder} (expected {WEIGHTS} and {META})")
-        meta = json.loads((folder / META).read_text())
-        if meta.get("classes") != [e.phrase for e in ALL_ELEMENTS]:
-            raise OriginalityError(f"detector in {folder} was trained on other classes")
+        meta, state = read_saved(folder)
         model = cls.build(meta["yaml"])
         try:
-            model.load_state_dict(load_file(folder / WEIGHTS))
-        except (SafetensorError, RuntimeError, OSError) as exc:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
             raise OriginalityError(f"corrupt detector weights in {folder}: {str(exc).splitlines()[0]}") from exc
         model.fuse()
         return cls(model, imgsz=meta["imgsz"], yaml=meta["yaml"], threshold=threshold, device=device)

@@ -12,7 +12,6 @@ deleted.
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from originality.detection.detector import META, WEIGHTS, ElementDetector, import_ultralytics
+from originality.detection.detector import ElementDetector, import_ultralytics, read_saved
 from originality.errors import OriginalityError
 from originality.shapes.dataset import read_info, read_table
 from originality.shapes.vocabulary import ALL_ELEMENTS, Element
@@ -82,7 +81,7 @@ def train_detector(
     import_ultralytics()
     from ultralytics import YOLO
 
-    start = _initial_state(init, yaml, imgsz) if init is not None else None
+    parent, start = _initial_state(init, yaml, imgsz) if init is not None else (None, None)
     out = Path(out)
     work = Path(tempfile.mkdtemp(prefix="yolo-"))
     captured = {}
@@ -147,23 +146,18 @@ def train_detector(
     network.load_state_dict({k: v.float() for k, v in captured["state"].items()})
     detector = ElementDetector(network, imgsz=imgsz, yaml=yaml)
     extra = {"epochs": epochs, "batch": batch, "train_data": str(train_data), "seed": seed, "blur": blur}
-    if init is not None:
-        extra["init"] = {"folder": str(init), "meta": json.loads((Path(init) / META).read_text())}
+    if parent is not None:  # the detector it continued, and that one's own history (classes are checked equal)
+        extra["init"] = {"folder": str(init), **{k: v for k, v in parent.items() if k != "classes"}}
     detector.save(out, extra=extra)
     return ElementDetector.load(out)
 
 
-def _initial_state(folder: str | Path, yaml: str, imgsz: int) -> dict:
-    """The unfused weights of a saved detector, checked against the network to train."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    if not (folder / WEIGHTS).is_file() or not (folder / META).is_file():
-        raise OriginalityError(f"no detector weights in {folder} to start from")
-    meta = json.loads((folder / META).read_text())
+def _initial_state(folder: str | Path, yaml: str, imgsz: int) -> tuple[dict, dict]:
+    """A saved detector's metadata and unfused weights, checked against the network to train."""
+    meta, state = read_saved(Path(folder))
     if (meta.get("yaml"), meta.get("imgsz")) != (yaml, imgsz):
         raise OriginalityError(
             f"detector in {folder} is {meta.get('yaml')} at {meta.get('imgsz')} px; "
             f"cannot start {yaml} at {imgsz} px from it"
         )
-    return load_file(folder / WEIGHTS)
+    return meta, state

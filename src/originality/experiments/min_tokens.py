@@ -296,7 +296,7 @@ def write_report(out: Path, summary: dict[str, Any], records: list[dict[str, Any
     colours = "".join(
         f"<tr><td>{e(key)}</td><td>{e(g)}</td><td>{v['queries']}</td><td>{v['mean_tokens']:.2f}</td>"
         f"<td>{e(', '.join(str(t) for t in v['tokens']))}</td></tr>"
-        for key, groups in summary.get("by_colours", {}).items()
+        for key, groups in summary["by_colours"].items()
         for g, v in groups.items()
     )
     sections = []

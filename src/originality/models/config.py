@@ -80,6 +80,11 @@ class UNetConfig:
         }
 
 
+# Settings added after runs had been saved: hashed only when set, so those runs still continue.
+# A new optional setting (default None) belongs here.
+ADDED_LATER: tuple[str, ...] = ("vae_from",)
+
+
 @dataclass
 class TrainConfig:
     preset: str = "cpu"
@@ -145,8 +150,7 @@ class TrainConfig:
             "unet_epochs",
         ):
             data.pop(key)
-        # Settings added after runs existed are hashed only when set, so older runs still continue.
-        for key in ("vae_from",):
+        for key in ADDED_LATER:
             if data[key] is None:
                 data.pop(key)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
