@@ -1,23 +1,29 @@
 """Caption ceiling against classifier-free guidance: does stronger guidance bind colours better?
 
     python benchmarks/probe_guidance.py [--model M] [--scales 1.5,3,5,7.5] [--queries 4] [--samples 16]
+        [--out F.json]
 
 For each group's calibration queries (the calibration seed, never the experiment's), prompt the
-model with the query's true caption at each guidance scale and print the share of samples the
-detector (confidence 0.5) reads as exactly the query's elements, and as the right shapes
-whatever their colours.
+model with the query's true caption at each guidance scale and print, for all queries and for
+the one- and two-colour pairs apart, the share of samples the detector (confidence 0.5) reads as
+exactly the query's elements, as the query's shapes and colours with the colours on the other
+shapes (``swapped``), and as the right shapes whatever their colours.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
-from originality.detection.detector import ElementDetector, element_multiset
+from originality.detection.detector import ElementDetector, element_multiset, match_kind
 from originality.experiments.calibration import CalibrationConfig
 from originality.experiments.min_tokens import GROUPS, render_query
 from originality.models.pipeline import generate, load_pipeline
+from originality.shapes.captions import parse_caption
 
 
 def main() -> None:
@@ -27,28 +33,40 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=4)
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--out", default=None, help="write every query's counts here")
     args = parser.parse_args()
     pipeline = load_pipeline(args.model)
     detector = ElementDetector.load(threshold=0.5)
     seed = CalibrationConfig().query_seed
     scales = [float(s) for s in args.scales.split(",")]
-    print(f"{'group':8s} " + " ".join(f"g={s:<4g} exact/shapes" for s in scales))
+    rows = []
     for group in GROUPS:
-        queries = [render_query(group, i, seed) for i in range(args.queries)]
-        cells = []
-        for scale in scales:
-            exact, shapes = [], []
-            for image, text in queries:
+        for index in range(args.queries):
+            _, text = render_query(group, index, seed)
+            want = Counter(parse_caption(text))
+            row = {"group": group, "index": index, "caption": text, "colours": len({e.colour for e in want})}
+            for scale in scales:
                 samples = generate(
                     pipeline, [text] * args.samples, list(range(args.samples)), steps=args.steps, guidance_scale=scale
                 )
-                found = detector.detect([image, *samples])
-                want = element_multiset(found[0])
-                want_shapes = sorted(e.shape for e in want.elements())
-                exact += [element_multiset(f) == want for f in found[1:]]
-                shapes += [sorted(d.element.shape for d in f) == want_shapes for f in found[1:]]
-            cells.append(f"{np.mean(exact):.2f}/{np.mean(shapes):.2f}")
-        print(f"{group:8s} " + " ".join(f"{c:>17s}" for c in cells))
+                kinds = Counter(match_kind(element_multiset(d), want) for d in detector.detect(samples))
+                row[str(scale)] = {kind: kinds[kind] / args.samples for kind in ("exact", "swapped", "shapes", "miss")}
+            rows.append(row)
+    print(f"{'queries':19s} {'n':>2s} " + " ".join(f"{f'g={s:g} exact/swap/shapes':>24s}" for s in scales))
+    for group in GROUPS:
+        for label, keep in (("all", (1, 2)), ("one colour", (1,)), ("two colours", (2,))):
+            mine = [r for r in rows if r["group"] == group and r["colours"] in keep]
+            if not mine:
+                continue
+            cells = []
+            for s in scales:
+                exact, swapped = (np.mean([r[str(s)][k] for r in mine]) for k in ("exact", "swapped"))
+                shapes = 1 - np.mean([r[str(s)]["miss"] for r in mine])
+                cells.append(f"{exact:.2f}/{swapped:.2f}/{shapes:.2f}")
+            print(f"{group + ' ' + label:19s} {len(mine):2d} " + " ".join(f"{c:>24s}" for c in cells))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -545,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal = expsub.add_parser("calibrate", help="caption ceiling and inversion budget on calibration queries")
     cal.add_argument("--out", required=True, help="output folder (must not exist)")
     cal.add_argument("--model", help="pipeline folder (default: the shipped shapes model)")
-    cal.add_argument("--queries", type=int, default=4, help="calibration queries per group")
+    cal.add_argument("--queries", type=int, default=12, help="calibration queries per group")
     cal.add_argument("--budget-queries", type=int, default=2, help="common queries inverted at each step budget")
     cal.add_argument("--quiet", action="store_true")
     cal.set_defaults(func=_experiment_calibrate)

@@ -3,7 +3,14 @@ import pytest
 import torch
 from PIL import Image
 
-from originality.detection import Detection, ElementDetector, centres, element_multiset, matches_caption
+from originality.detection import (
+    Detection,
+    ElementDetector,
+    centres,
+    element_multiset,
+    match_kind,
+    matches_caption,
+)
 from originality.detection.detector import default_detector_dir
 from originality.errors import OriginalityError
 from originality.images import to_rgb
@@ -42,6 +49,23 @@ def test_caption_helpers_agree_with_the_renderers_labels():
             assert len(centres(dets)) == len(dets)
     assert element_multiset([]) == element_multiset(as_detections({"elements": []}))
     assert matches_caption([], "")
+
+
+def test_match_kind_tells_swapped_colours_from_wrong_shapes():
+    from collections import Counter
+
+    from originality.shapes import parse_caption
+
+    def kind(found: str, want: str) -> str:
+        return match_kind(Counter(parse_caption(found)), Counter(parse_caption(want)))
+
+    want = "big blue full circle and big red full square"
+    assert kind("big red full square and big blue full circle", want) == "exact"
+    assert kind("big red full circle and big blue full square", want) == "swapped"
+    assert kind("big green full circle and big red full square", want) == "shapes"
+    assert kind("big blue full circle and big red full triangle", want) == "miss"
+    assert kind("big blue full circle", want) == "miss"
+    assert kind("", "") == "exact"
 
 
 def test_weights_round_trip_through_safetensors(tmp_path):

@@ -16,6 +16,10 @@ def test_calibration_measures_the_caption_ceiling_and_each_budget(tiny_model, tm
         rates = report["caption_ceiling"][group]["mean_match_rate"]
         assert set(rates) == {"0.5", "0.7", "0.9"} and all(0 <= v <= 1 for v in rates.values())
         assert len(report["caption_ceiling"][group]["queries"]) == 1
+        swapped = report["caption_ceiling"][group]["mean_swapped_rate"]
+        assert all(0 <= rates[th] + swapped[th] <= 1 for th in rates)  # exact and swapped exclude each other
+        parts = report["caption_ceiling"][group]["by_colours"]
+        assert set(parts) <= {"1", "2"} and sum(p["queries"] for p in parts.values()) == 1
     assert [(r["m"], r["steps"]) for r in report["inversion_budget"]] == [(1, 2), (1, 4)]
     assert "caption ceiling" in format_calibration(report)
     with pytest.raises(OriginalityError, match="not empty"):

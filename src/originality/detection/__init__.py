@@ -2,11 +2,22 @@
 
 from originality.detection.detector import (
     DEFAULT_THRESHOLD,
+    MATCH_KINDS,
     Detection,
     ElementDetector,
     centres,
     element_multiset,
+    match_kind,
     matches_caption,
 )
 
-__all__ = ["DEFAULT_THRESHOLD", "Detection", "ElementDetector", "centres", "element_multiset", "matches_caption"]
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "MATCH_KINDS",
+    "Detection",
+    "ElementDetector",
+    "centres",
+    "element_multiset",
+    "match_kind",
+    "matches_caption",
+]

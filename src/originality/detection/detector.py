@@ -76,6 +76,31 @@ def matches_caption(detections: Iterable[Detection], caption: str | Sequence[Ele
     return element_multiset(detections) == Counter(elements)
 
 
+MATCH_KINDS = ("exact", "swapped", "shapes", "miss")
+
+
+def match_kind(found: Counter[Element], want: Counter[Element]) -> str:
+    """How a sample's elements ``found`` relate to the wanted ones, most specific first.
+
+    ``exact``: the same elements. ``swapped``: the same shapes and the same colours, but the
+    colours sit on other shapes (a red circle and a blue square for a blue circle and a red
+    square): the model lost which colour goes where (or, in data with several sizes and
+    textures, drew another size or texture). ``shapes``: the same shapes, other colours.
+    ``miss``: other shapes (or another count).
+    """
+    if found == want:
+        return "exact"
+
+    def attribute(counter: Counter[Element], name: str) -> Counter[str]:
+        return Counter(getattr(e, name) for e in counter.elements())
+
+    if attribute(found, "shape") != attribute(want, "shape"):
+        return "miss"
+    if attribute(found, "colour") == attribute(want, "colour"):
+        return "swapped"
+    return "shapes"
+
+
 def centres(detections: Iterable[Detection]) -> list[tuple[float, float]]:
     return [d.centre for d in detections]
 
