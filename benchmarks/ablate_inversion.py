@@ -32,7 +32,7 @@ from originality.experiments.min_tokens import render_query
 from originality.method.inversion import image_latents
 from originality.method.search import invert_and_reconstruct, score_preset
 from originality.models.pipeline import load_pipeline
-from originality.shapes.captions import parse_caption
+from originality.shapes.captions import colour_count
 
 VARIANTS = {
     "base": {},
@@ -52,7 +52,7 @@ def calibration_queries(group: str, n: int, seed: int, two_colour: bool) -> list
     picked, i = [], 0
     while len(picked) < n:
         image, text = render_query(group, i, seed)
-        if not two_colour or len({e.colour for e in parse_caption(text)}) == 2:
+        if not two_colour or colour_count(text) == 2:
             picked.append((f"{group}-{i}", image, text))
         i += 1
     return picked

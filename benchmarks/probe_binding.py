@@ -32,7 +32,7 @@ from originality.detection.detector import MATCH_KINDS, ElementDetector, element
 from originality.method.inversion import PLACEHOLDER
 from originality.method.reconstruction import reconstruct
 from originality.models.pipeline import generate, load_pipeline
-from originality.shapes.captions import parse_caption
+from originality.shapes.captions import colour_count, parse_caption
 
 
 def tally(want: Counter, found: list[Counter]) -> dict[str, float]:
@@ -83,7 +83,7 @@ def main() -> None:
             detector = ElementDetector.load(threshold=config["detector_threshold"])
         steps, guidance = config["inference_steps"], config["guidance_scale"]
         want = Counter(parse_caption(row["caption"]))
-        colours = len({e.colour for e in want})
+        colours = colour_count(row["caption"])
         entry = {
             "image": row["image"],
             "group": row["group"],

@@ -23,7 +23,7 @@ from originality.detection.detector import ElementDetector, element_multiset, ma
 from originality.experiments.calibration import CalibrationConfig
 from originality.experiments.min_tokens import GROUPS, render_query
 from originality.models.pipeline import generate, load_pipeline
-from originality.shapes.captions import parse_caption
+from originality.shapes.captions import colour_count, parse_caption
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
         for index in range(args.queries):
             _, text = render_query(group, index, seed)
             want = Counter(parse_caption(text))
-            row = {"group": group, "index": index, "caption": text, "colours": len({e.colour for e in want})}
+            row = {"group": group, "index": index, "caption": text, "colours": colour_count(text)}
             for scale in scales:
                 samples = generate(
                     pipeline, [text] * args.samples, list(range(args.samples)), steps=args.steps, guidance_scale=scale

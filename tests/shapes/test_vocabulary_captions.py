@@ -57,3 +57,11 @@ def test_partial_description_matches_any_missing_attribute():
 def test_malformed_captions_name_the_problem(bad, message):
     with pytest.raises(OriginalityError, match=message):
         parse_caption(bad)
+
+
+def test_colour_count_counts_distinct_colours():
+    from originality.shapes.captions import colour_count
+
+    assert colour_count("big blue full circle and big red full square") == 2
+    assert colour_count("big green full square and big green full triangle") == 1
+    assert colour_count("") == 0

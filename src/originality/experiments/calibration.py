@@ -27,7 +27,7 @@ import numpy as np
 
 from originality.errors import OriginalityError
 from originality.experiments.min_tokens import GROUPS, render_query
-from originality.shapes.captions import parse_caption
+from originality.shapes.captions import colour_count
 
 
 @dataclass
@@ -89,7 +89,7 @@ def calibrate(model: str | Path | None, out: str | Path, config: CalibrationConf
                 pipeline, [text] * len(seeds), seeds, steps=config.inference_steps, guidance_scale=config.guidance_scale
             )
             rates = match_rates(image, samples)
-            colours = len({e.colour for e in parse_caption(text)})
+            colours = colour_count(text)
             ceiling[g].append(
                 {"caption": text, "colours": colours, "match_rate": rates["exact"], "swapped_rate": rates["swapped"]}
             )

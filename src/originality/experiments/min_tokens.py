@@ -219,9 +219,9 @@ def by_colours(records: list[dict[str, Any]], rows: list[dict[str, str]], m_max:
     than a pair of two, whatever the pair's training frequency; this split shows that effect
     apart from the frequency one.
     """
-    from originality.shapes.captions import parse_caption
+    from originality.shapes.captions import colour_count
 
-    info = {r["image"]: (r["group"], len({e.colour for e in parse_caption(r["caption"])})) for r in rows}
+    info = {r["image"]: (r["group"], colour_count(r["caption"])) for r in rows}
     split: dict[str, dict[str, list[int]]] = {}
     for r in records:
         group, colours = info[r["image"]]

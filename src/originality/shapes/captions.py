@@ -102,3 +102,9 @@ def parse_description(text: str) -> list[ElementQuery]:
 def parse_caption(text: str) -> list[Element]:
     """Parse a full caption back into its elements, in order."""
     return [q.element() for q in parse_description(text)]
+
+
+def colour_count(text: str) -> int:
+    """How many different colours a full caption's elements have (a pair of one colour needs no
+    binding of colours to shapes; a pair of two does)."""
+    return len({e.colour for e in parse_caption(text)})
