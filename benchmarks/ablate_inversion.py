@@ -7,9 +7,10 @@ On calibration queries (the calibration seed, never the evaluated queries) of th
 model, each variant inverts m tokens at the quick budget and prints, per group and m, the
 fraction of samples holding exactly the query's elements (exact), holding its shapes and colours
 with the colours on the other shapes (swapped), holding its shapes whatever the colours
-(shapes), and the mean number of detected elements per sample (count; the queries hold 2).
-``--two-colour`` keeps only calibration queries whose two elements differ in colour. Rows are appended to
-``OUT/rows.jsonl`` as they finish, so a killed run resumes.
+(right_shapes: exact, swapped or other colours), and the mean number of detected elements per
+sample (count; the queries hold 2). ``--two-colour`` keeps only calibration queries whose two
+elements differ in colour. Rows are appended to ``OUT/rows.jsonl`` as they finish, so a killed
+run resumes.
 
 Variants: ``base`` (the quick preset), ``norm`` (each vector's norm capped at the vocabulary's
 largest), ``progressive`` (m tokens warm-started from the (m-1)-token solution), ``lr1e-3``,
@@ -40,9 +41,9 @@ VARIANTS = {
     "progressive": {"progressive": True},
     "lr1e-3": {"lr": 1e-3},
     "guidance7.5": {"guidance_scale": 7.5},  # samples drawn at diffusers' default guidance
-    # App. E.1: lr 5e-4 for 2,000 steps. With noisy gradients Adam moves a vector about lr * sqrt(steps)
-    # per coordinate: 0.022 here against 0.087 for quick (5e-3, 300), the vocabulary's coordinates being
-    # ~0.055: the paper's tokens stay nearer their initial word.
+    # App. E.1: lr 5e-4 for 2,000 steps. A rough model, not measured: with noisy gradients Adam moves
+    # a vector about lr * sqrt(steps) per coordinate: 0.022 here against 0.087 for quick (5e-3, 300),
+    # the vocabulary's coordinates being ~0.055: the paper's tokens stay nearer their initial word.
     "paper-budget": {"lr": 5e-4, "steps": 2000},
 }
 
@@ -106,7 +107,7 @@ def main() -> None:
                         "m": m,
                         "exact": float(np.mean([k == "exact" for k in kinds])),
                         "swapped": float(np.mean([k == "swapped" for k in kinds])),
-                        "shapes": float(np.mean([k != "miss" for k in kinds])),
+                        "right_shapes": float(np.mean([k != "miss" for k in kinds])),
                         "count": float(np.mean([len(d) for d in found])),
                         "norms": [round(float(v), 3) for v in inversion.embeddings.norm(dim=1)],
                         "final_loss": float(np.mean(inversion.losses[-50:])),
@@ -121,11 +122,13 @@ def main() -> None:
 def summarise(rows_path: Path) -> None:
     rows = [json.loads(line) for line in rows_path.open()]
     keys = sorted({(r["variant"], r["group"], r["m"]) for r in rows})
-    print(f"{'variant':12s} {'group':7s} m  n  exact  swapped  shapes  count")
+    print(f"{'variant':12s} {'group':7s} m  n  exact  swapped  right shapes  count")
     for variant, group, m in keys:
         sel = [r for r in rows if (r["variant"], r["group"], r["m"]) == (variant, group, m)]
-        # Rows written before swapped / shapes were recorded print "-" there.
-        cells = [np.mean([r[k] for r in sel]) if all(k in r for r in sel) else None for k in ("swapped", "shapes")]
+        # Rows written before swapped / right_shapes were recorded print "-" there.
+        cells = [
+            np.mean([r[k] for r in sel]) if all(k in r for r in sel) else None for k in ("swapped", "right_shapes")
+        ]
         swapped, shapes = (" -  " if c is None else f"{c:.2f}" for c in cells)
         exact, count = np.mean([r["exact"] for r in sel]), np.mean([r["count"] for r in sel])
         print(f"{variant:12s} {group:7s} {m} {len(sel):2d}  {exact:.2f}   {swapped:>5s}   {shapes:>5s}  {count:.2f}")
