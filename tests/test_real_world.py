@@ -132,7 +132,7 @@ def test_thresholds_and_steps_follow_the_domain_unless_given():
         0.35,
     )
     shapes = score_preset("quick").resolve(DOMAINS["shapes"])
-    assert (shapes.distance, shapes.threshold, shapes.inference_steps) == ("elements", 0.65, 25)
+    assert (shapes.distance, shapes.threshold, shapes.inference_steps) == ("elements", 0.585, 25)
     assert score_preset("paper", threshold=0.2, check=None).resolve(DOMAINS["art"]).threshold == 0.2
     with pytest.raises(OriginalityError, match="no default threshold"):
         score_preset("paper", distance="mine").resolve(DOMAINS["art"])

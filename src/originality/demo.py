@@ -51,11 +51,13 @@ def run_demo(
     from originality.batch import score_all, write_batch_report
     from originality.domains import load_domain
     from originality.method.search import score_preset
-    from originality.models.pipeline import default_model, load_pipeline
+    from originality.models.pipeline import load_pipeline, model_identity
 
     out = Path(out)
     config = (config or score_preset("quick")).resolve(load_domain("shapes"))
-    settings: dict[str, Any] = {"model": str(model or default_model()), "config": config.__dict__}
+    # The model's identity holds a digest of its weights: a demo folder from an older shipped
+    # model starts again rather than resuming.
+    settings: dict[str, Any] = {"model": model_identity(model), "config": config.__dict__}
     _prepare(out, settings)
     started = time.perf_counter()
     pipeline = load_pipeline(model)

@@ -1,3 +1,4 @@
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -75,6 +76,16 @@ def test_the_loss_falls(tiny_model):
     result = invert(pipeline, query(), 2, settings)
     # On one fixed draw of noise and timesteps, so that the comparison is not noise.
     assert denoising_loss(pipeline, query(), result.embeddings) < denoising_loss(pipeline, query(), init)
+
+
+def test_the_norm_cap_holds_each_vector_within_a_multiple_of_the_vocabulary_mean(tiny_model):
+    pipeline = load_pipeline(tiny_model)
+    mean = pipeline.text_encoder.get_input_embeddings().weight.detach().norm(dim=1).mean().item()
+    settings = InversionSettings(steps=20, batch_size=4, lr=0.5, initializer="big", seed=1)
+    free = invert(pipeline, query(), 2, settings).embeddings.norm(dim=1)
+    capped = invert(pipeline, query(), 2, dataclasses.replace(settings, norm_cap=1.1)).embeddings.norm(dim=1)
+    assert free.max() > 1.1 * mean * 1.05  # a large lr leaves the vocabulary's scale ...
+    assert capped.max() <= 1.1 * mean * (1 + 1e-5)  # ... and the cap brings it back
 
 
 def test_saved_embeddings_load_with_diffusers_and_give_the_same_prompt_embeddings(make_pipeline, tmp_path):

@@ -134,9 +134,12 @@ def test_time_budget_saves_a_snapshot_and_a_rerun_finishes(small_data, tiny_conf
     assert not snapshot["finished"] and snapshot["steps"]["unet"] <= 5
     assert "snapshot" in (out / "README.md").read_text()
     load_pipeline(out)  # usable as it is
-    assert summary(train(tiny_config, small_data, out, progress=False))["finished"]
+    command = "originality train --data d --out m --hours 0.5"
+    assert summary(train(tiny_config, small_data, out, progress=False, command=command))["finished"]
     assert summary(out)["steps"]["unet"] == tiny_config.unet_epochs * 128 // tiny_config.unet_batch
-    assert "snapshot" not in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    # The card names the last call, and says how to make the model in one.
+    assert "snapshot" not in card and command in card and "without `--hours`" in card
 
 
 def test_a_preset_differing_only_in_epochs_continues_the_run(tiny_config):

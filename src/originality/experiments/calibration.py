@@ -55,7 +55,7 @@ def calibrate(model: str | Path | None, out: str | Path, config: CalibrationConf
     from originality.domains import load_domain
     from originality.method.inversion import image_latents
     from originality.method.search import invert_and_reconstruct, score_preset
-    from originality.models.pipeline import generate, load_pipeline
+    from originality.models.pipeline import generate, load_pipeline, model_identity
 
     if config.queries < 1 or config.samples < 1:
         raise OriginalityError("calibration needs at least one query and one sample")
@@ -126,7 +126,7 @@ def calibrate(model: str | Path | None, out: str | Path, config: CalibrationConf
         )
     report = {
         "config": dataclasses.asdict(config),
-        "model": str(model) if model else "shipped default",
+        "model": model_identity(model),
         "caption_ceiling": {g: _ceiling_summary(rows, config.detector_thresholds) for g, rows in ceiling.items()},
         "caption_ceiling_seconds": ceiling_seconds,
         "inversion_budget": budget_rows,

@@ -90,7 +90,7 @@ def run_fixed_location(
     from originality.domains import load_domain
     from originality.experiments.generalization import cached_model
     from originality.method.search import invert_and_reconstruct, score_preset
-    from originality.models.pipeline import load_pipeline
+    from originality.models.pipeline import load_pipeline, model_identity
     from originality.report.grids import image_grid
     from originality.shapes.specs import originality_mix
 
@@ -123,7 +123,7 @@ def run_fixed_location(
             rows.append([image, *samples])
         measured = [v for q in values for v in q["displacement"] if v is not None]
         summary["models"][label] = {
-            "model": str(model) if model else "shipped default",
+            "model": model_identity(model),
             "queries": values,
             "mean_displacement": float(np.mean(measured)) if measured else None,
             "keeps_place": float(np.mean([v < config.tolerance for v in measured])) if measured else None,

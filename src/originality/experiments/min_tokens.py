@@ -136,12 +136,12 @@ def run_min_tokens(
 ) -> dict[str, Any]:
     """Score every query (resuming), then write the figures, summary.json and report.html."""
     from originality.batch import score_all
-    from originality.models.pipeline import load_pipeline
+    from originality.models.pipeline import load_pipeline, model_identity
 
     config.validate()
     out = Path(out)
     # The query count is left out: rerunning with more --queries adds queries to a finished run.
-    settings = {"config": {**config.to_dict(), "queries": None}, "model": str(model) if model else "shipped default"}
+    settings = {"config": {**config.to_dict(), "queries": None}, "model": model_identity(model)}
     resuming = _check_out(out, settings)
     pipeline = load_pipeline(model)  # a bad --model fails before anything is written
     if not resuming:

@@ -56,9 +56,10 @@ class InversionSettings:
     # window with the window before; stop when it improved by less than `min_improvement`.
     check_every: int = 0
     min_improvement: float = 0.01
-    # Cap on each learned vector's L2 norm (0: none). The vocabulary's vectors sit near 1 (MiniLM:
-    # mean 1.07, max 1.69); unconstrained steps push the learned ones beyond it.
-    max_norm: float = 0.0
+    # Cap on each learned vector's L2 norm, in units of the vocabulary's mean norm (0: none), so
+    # that one number suits any text encoder (MiniLM: mean 1.07, max 1.69). Unconstrained steps at
+    # a high lr push the learned vectors past the vocabulary (results/inversion-ablation/).
+    norm_cap: float = 0.0
     seed: int = 0
 
 
@@ -150,6 +151,7 @@ def invert(
     learned = torch.nn.Parameter(vectors.to(device))
     optimizer = torch.optim.AdamW([learned], lr=settings.lr, weight_decay=0.0)
     embedding = encoder.get_input_embeddings()
+    cap = settings.norm_cap * embedding.weight.detach().norm(dim=1).mean().item()
 
     def swap_in(_module, inputs, output):
         hits = inputs[0].unsqueeze(-1) == ids  # (batch, length, m)
@@ -191,10 +193,9 @@ def invert(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if settings.max_norm > 0:
+            if cap > 0:
                 with torch.no_grad():
-                    norms = learned.norm(dim=1, keepdim=True)
-                    learned.mul_(torch.clamp(settings.max_norm / norms, max=1.0))
+                    learned.mul_(torch.clamp(cap / learned.norm(dim=1, keepdim=True), max=1.0))
             value = loss.detach().item()
             if not math.isfinite(value):
                 raise OriginalityError(f"inversion loss became {value} at step {step} (m={m}); lower the lr")

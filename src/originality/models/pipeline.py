@@ -11,6 +11,7 @@ model stays small. :func:`load_pipeline` fills the reference in; plain
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -149,6 +150,22 @@ def default_model() -> Path:
     if not (path / "model_index.json").is_file():
         raise OriginalityError("no shipped default model in this install; pass --model")
     return path
+
+
+def model_identity(model: str | Path | None) -> str:
+    """What a run records of its model: the folder or hub id, plus a digest of a local UNet's
+    weights, so that a model retrained at the same place (a new shipped model) is not taken
+    for the one a resumed run started with."""
+    label = "shipped default" if model is None else str(model)
+    folder = default_model() if model is None else Path(model)
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    if not weights.is_file():
+        return label  # a hub id, or a folder that loading will reject
+    digest = hashlib.sha256()
+    with weights.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"{label} (unet sha256 {digest.hexdigest()[:12]})"
 
 
 DEFAULT_REAL_MODEL = "CompVis/stable-diffusion-v1-4"  # the paper's real-world model

@@ -550,7 +550,14 @@ class Trainer:
             )
             + f"- originality {__version__}\n\n"
             f"Made with:\n\n```\n{s['command']}\n```\n\n"
-            "Load with `originality.models.load_pipeline(folder)`; the settings are in `training/summary.json`.\n"
+            + (
+                # A budgeted call resumes the checkpoint; the card names only the last call.
+                "Made over one or more calls under a time budget, each resuming the checkpoint of the last; "
+                "the same command without `--hours` runs it in one call.\n\n"
+                if "--hours" in s["command"]
+                else ""
+            )
+            + "Load with `originality.models.load_pipeline(folder)`; the settings are in `training/summary.json`.\n"
         )
 
 
