@@ -218,7 +218,14 @@ def score_all(
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out, procs.index):
         _score_all(
-            queries, pipeline, config, out, domain=domain, progress=progress, distance=distance, check=check,
+            queries,
+            pipeline,
+            config,
+            out,
+            domain=domain,
+            progress=progress,
+            distance=distance,
+            check=check,
             procs=procs,
         )
         procs.barrier()
