@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ from PIL import Image
 from originality.errors import OriginalityError
 from originality.experiments.min_tokens import (
     MinTokensConfig,
+    add_element_counts,
     check_not_in_training,
     make_queries,
     render_query,
@@ -90,6 +92,14 @@ def test_experiment_writes_figures_and_resumes(tiny_model, tiny_data, tmp_path):
     again = run_min_tokens(tiny_model, out, config, training=tiny_data, progress=False)  # resumes: nothing rescored
     assert (out / "scores" / "results.jsonl").read_text().splitlines() == lines
     assert again["groups"] == json.loads((out / "summary.json").read_text())["groups"]
+    # The state worth committing is experiment.json and results.jsonl: a copy of those two resumes.
+    light = tmp_path / "light"
+    (light / "scores").mkdir(parents=True)
+    shutil.copy(out / "experiment.json", light)
+    shutil.copy(out / "scores" / "results.jsonl", light / "scores")
+    restored = run_min_tokens(tiny_model, light, config, progress=False)
+    assert (light / "scores" / "results.jsonl").read_text().splitlines() == lines  # nothing rescored
+    assert restored["groups"] == again["groups"] and (light / "report.html").is_file()
     more = MinTokensConfig(queries=2, size=32, score=score)  # more queries extend the run
     extended = run_min_tokens(tiny_model, out, more, training=tiny_data, progress=False)
     assert (out / "scores" / "results.jsonl").read_text().splitlines()[:3] == lines
@@ -109,3 +119,22 @@ def test_bad_settings_are_refused(tmp_path):
     with pytest.raises(OriginalityError, match="not an experiment"):
         run_min_tokens(None, tmp_path / "x", MinTokensConfig(queries=1), progress=False)
     assert (tmp_path / "x" / "file.txt").read_text() == "mine"
+
+
+def test_element_counts_leave_out_queries_without_sample_grids(tmp_path):
+    from originality.report.grids import image_grid
+
+    config = MinTokensConfig(
+        queries=1, size=32, score=score_preset("quick", max_tokens=2, samples=2, distance="elements", check="positions")
+    )
+    rows = [{"image": f"{g}-0", "group": g, "caption": ""} for g in ("common", "rare", "unseen")]
+    records = [_record(r["image"], 1, m_max=2) for r in rows]
+    blank = Image.new("RGB", (32, 32), "white")
+    for m in (1, 2):  # only the common query kept its grids
+        (tmp_path / "scores" / "common-0" / "samples").mkdir(parents=True, exist_ok=True)
+        image_grid([blank, blank], columns=10, cell=96).save(tmp_path / "scores" / "common-0" / "samples" / f"m{m}.png")
+    summary = summarise(records, rows, config)
+    add_element_counts(summary, tmp_path, records, rows, config)
+    common, rare = summary["groups"]["common"], summary["groups"]["rare"]
+    assert common["detected_elements_queries"] == 1 and common["detected_elements_by_m"] == [0.0, 0.0]
+    assert rare["detected_elements_queries"] == 0 and rare["detected_elements_by_m"] == []

@@ -132,14 +132,15 @@ def test_time_budget_saves_a_snapshot_and_a_rerun_finishes(small_data, tiny_conf
     trainer.run(max_minutes=60)
     snapshot = summary(out)
     assert not snapshot["finished"] and snapshot["steps"]["unet"] <= 5
-    assert "snapshot" in (out / "README.md").read_text()
+    assert "snapshot" in (out / "README.md").read_text() and "Made over" not in (out / "README.md").read_text()
     load_pipeline(out)  # usable as it is
     command = "originality train --data d --out m --hours 0.5"
     assert summary(train(tiny_config, small_data, out, progress=False, command=command))["finished"]
+    assert summary(out)["calls"] == 2
     assert summary(out)["steps"]["unet"] == tiny_config.unet_epochs * 128 // tiny_config.unet_batch
     card = (out / "README.md").read_text()
     # The card names the last call, and says how to make the model in one.
-    assert "snapshot" not in card and command in card and "without `--hours`" in card
+    assert "snapshot" not in card and command in card and "Made over 2 calls" in card
 
 
 def test_a_preset_differing_only_in_epochs_continues_the_run(tiny_config):

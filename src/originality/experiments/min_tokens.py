@@ -239,7 +239,9 @@ def add_element_counts(
     """Mean number of elements the detector finds per sample, by group and m (queries hold 2).
 
     Read back from the saved sample grids: evidence for what the learned prompts make the model
-    draw besides exact matches (e.g. a count that grows with the number of tokens).
+    draw besides exact matches (e.g. a count that grows with the number of tokens). A query whose
+    grids are absent (a run resumed from its committed ``results.jsonl`` alone) is left out, and
+    ``detected_elements_queries`` says how many were counted.
     """
     from originality.detection.detector import ElementDetector
     from originality.report.grids import grid_cell
@@ -251,15 +253,18 @@ def add_element_counts(
     group_of = {r["image"]: r["group"] for r in rows}
     counts: dict[str, list[list[float]]] = {g: [] for g in config.groups}
     for r in records:
-        folder = out / "scores" / r["folder"]
+        grids = [out / "scores" / r["folder"] / "samples" / f"m{m}.png" for m in range(1, score.max_tokens + 1)]
+        if not all(g.is_file() for g in grids):
+            continue
         per_m = []
-        for m in range(1, score.max_tokens + 1):
-            grid = Image.open(folder / "samples" / f"m{m}.png")
+        for path in grids:
+            grid = Image.open(path)
             cells = [grid_cell(grid, i).resize((config.size,) * 2, Image.Resampling.BOX) for i in range(score.samples)]
             per_m.append(float(np.mean([len(d) for d in detector.detect(cells)])))
         counts[group_of[r["image"]]].append(per_m)
     for g, values in counts.items():
         summary["groups"][g]["detected_elements_by_m"] = np.mean(values, axis=0).tolist() if values else []
+        summary["groups"][g]["detected_elements_queries"] = len(values)
 
 
 def write_outputs(
@@ -307,7 +312,7 @@ def write_report(out: Path, summary: dict[str, Any], records: list[dict[str, Any
             if record is None:
                 continue
             folder = out / "scores" / record["folder"]
-            cells = [f"<img class=px width=64 src='{inline_png(folder / 'query.png')}'>"]
+            cells = [f"<img class=px width=64 src='{inline_png(out / row['image'])}'>"]
             for m in range(1, m_max + 1):
                 grid = folder / "samples" / f"m{m}.png"
                 cells.append(

@@ -63,6 +63,7 @@ class RunState:
     scaling_factor: float | None = None
     seconds: dict[str, float] = field(default_factory=lambda: {"vae": 0.0, "latents": 0.0, "unet": 0.0})
     samples_seen: dict[str, int] = field(default_factory=lambda: {"vae": 0, "unet": 0})
+    calls: int = 0  # calls that trained at least one step (0 in states written before it was counted)
 
 
 def _generator(*key: int) -> torch.Generator:
@@ -241,6 +242,7 @@ class Trainer:
         )
         encoder.to(self.device)
         tensors, run = self._load_state()
+        self._counted = False
         budget = [stop_after_steps]
         self._deadline = None if max_minutes is None else time.perf_counter() + 60 * max_minutes
         if run.stage == "done" and run.step < self._steps(len(images), cfg.unet_batch, cfg.unet_epochs):
@@ -454,6 +456,8 @@ class Trainer:
                         checkpoint()
                         return False
                     budget[0] -= 1
+                if not self._counted:  # a call that trains counts once, whatever its stages
+                    run.calls, self._counted = run.calls + 1, True
                 loss = float(step_fn(run.step))
                 if not math.isfinite(loss):
                     raise OriginalityError(
@@ -519,6 +523,7 @@ class Trainer:
             "seconds": run.seconds,
             "scaling_factor": run.scaling_factor,
             "finished": run.stage == "done",
+            "calls": run.calls,
             "command": self.command,
             "originality_version": __version__,
             "config": self.config.to_dict(),
@@ -551,10 +556,10 @@ class Trainer:
             + f"- originality {__version__}\n\n"
             f"Made with:\n\n```\n{s['command']}\n```\n\n"
             + (
-                # A budgeted call resumes the checkpoint; the card names only the last call.
-                "Made over one or more calls under a time budget, each resuming the checkpoint of the last; "
-                "the same command without `--hours` runs it in one call.\n\n"
-                if "--hours" in s["command"]
+                # Each budgeted call resumes the checkpoint; the card names only the last one.
+                f"Made over {s['calls']} calls, each resuming the checkpoint of the last (the command above is the "
+                "last); one call without a time budget (`--hours`, `max_minutes`) runs it in one.\n\n"
+                if s["calls"] > 1
                 else ""
             )
             + "Load with `originality.models.load_pipeline(folder)`; the settings are in `training/summary.json`.\n"
