@@ -8,7 +8,7 @@ from PIL import Image
 from originality.errors import OriginalityError
 from originality.experiments.min_tokens import (
     MinTokensConfig,
-    add_element_counts,
+    read_samples,
     check_not_in_training,
     make_queries,
     render_query,
@@ -127,14 +127,17 @@ def test_element_counts_leave_out_queries_without_sample_grids(tmp_path):
     config = MinTokensConfig(
         queries=1, size=32, score=score_preset("quick", max_tokens=2, samples=2, distance="elements", check="positions")
     )
-    rows = [{"image": f"{g}-0", "group": g, "caption": ""} for g in ("common", "rare", "unseen")]
+    text = "big red full circle and big blue full square"
+    rows = [{"image": f"{g}-0", "group": g, "caption": text} for g in ("common", "rare", "unseen")]
     records = [_record(r["image"], 1, m_max=2) for r in rows]
     blank = Image.new("RGB", (32, 32), "white")
     for m in (1, 2):  # only the common query kept its grids
         (tmp_path / "scores" / "common-0" / "samples").mkdir(parents=True, exist_ok=True)
         image_grid([blank, blank], columns=10, cell=96).save(tmp_path / "scores" / "common-0" / "samples" / f"m{m}.png")
     summary = summarise(records, rows, config)
-    add_element_counts(summary, tmp_path, records, rows, config)
+    read_samples(summary, tmp_path, records, rows, config)
     common, rare = summary["groups"]["common"], summary["groups"]["rare"]
     assert common["detected_elements_queries"] == 1 and common["detected_elements_by_m"] == [0.0, 0.0]
     assert rare["detected_elements_queries"] == 0 and rare["detected_elements_by_m"] == []
+    assert common["kinds_by_m"]["miss"] == [1.0, 1.0] and rare["kinds_by_m"] == {}  # blank samples miss
+    assert summary["sample_spearman"] == {"not_exact": None, "wrong_shapes": None}  # one group read

@@ -27,6 +27,7 @@ import hashlib
 import io
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,7 @@ def run_min_tokens(
     started = time.perf_counter()
     records = score_all(out / "queries.csv", pipeline, config.score, out / "scores", progress=progress)
     summary = summarise(records, rows, config)
-    add_element_counts(summary, out, records, rows, config)
+    read_samples(summary, out, records, rows, config)
     summary["model"] = settings["model"]
     summary["training_images_compared"] = compared
     summary["seconds_this_call"] = time.perf_counter() - started
@@ -173,8 +174,6 @@ def _check_out(out: Path, settings: dict[str, Any]) -> bool:
 
 
 def summarise(records: list[dict[str, Any]], rows: list[dict[str, str]], config: MinTokensConfig) -> dict[str, Any]:
-    from scipy.stats import spearmanr
-
     m_max = config.score.max_tokens
     labels = [str(m) for m in range(1, m_max + 1)] + ["+"]
     group_of = {r["image"]: r["group"] for r in rows}
@@ -202,10 +201,9 @@ def summarise(records: list[dict[str, Any]], rows: list[dict[str, str]], config:
         }
         xs += [rank[g]] * len(rs)
         ys += tokens
-    rho = spearmanr(xs, ys) if len(set(xs)) > 1 and len(set(ys)) > 1 else None
     return {
         "groups": groups,
-        "spearman": None if rho is None else {"rho": float(rho.statistic), "p": float(rho.pvalue), "n": len(xs)},
+        "spearman": spearman(xs, ys),
         "by_colours": by_colours(records, rows, m_max),
         "labels": labels,
         "settings": config.to_dict(),
@@ -233,38 +231,73 @@ def by_colours(records: list[dict[str, Any]], rows: list[dict[str, str]], m_max:
     }
 
 
-def add_element_counts(
+def read_samples(
     summary: dict[str, Any], out: Path, records: list[dict[str, Any]], rows: list[dict[str, str]], config
 ) -> None:
-    """Mean number of elements the detector finds per sample, by group and m (queries hold 2).
+    """What the samples hold, read back from the saved grids, by group and m: evidence beside the verdict.
 
-    Read back from the saved sample grids: evidence for what the learned prompts make the model
-    draw besides exact matches (e.g. a count that grows with the number of tokens). A query whose
-    grids are absent (a run resumed from its committed ``results.jsonl`` alone) is left out, and
-    ``detected_elements_queries`` says how many were counted.
+    * ``detected_elements_by_m``: mean elements per sample (queries hold 2); a count that grows
+      with m means the tokens add elements rather than fix them.
+    * ``kinds_by_m``: the share of samples that are ``exact``, ``swapped`` (the query's shapes and
+      colours, the colours on the other shapes), ``shapes`` (its shapes, other colours) or ``miss``.
+      The groups are defined by their *shape* pair, with colours drawn alike in every group, so
+      the right-shapes share (the first three) shows the frequency effect apart from how well
+      the model binds colours to shapes.
+    * ``sample_spearman``: Spearman's rho between the group's frequency rank and each query's
+      share of m = 1 samples that fail (not exact; not the right shapes): threshold-free, and
+      positive in the paper's direction, like the minimum-token rho.
+
+    A query whose grids are absent (a run resumed from its committed ``results.jsonl`` alone) is
+    left out; ``detected_elements_queries`` says how many were read.
     """
-    from originality.detection.detector import ElementDetector
+    from originality.detection.detector import MATCH_KINDS, ElementDetector, element_multiset, match_kind
     from originality.report.grids import grid_cell
+    from originality.shapes.captions import parse_caption
 
     score = config.score
     if score.distance != "elements" and score.check != "positions":
         return
     detector = ElementDetector.load(threshold=score.detector_threshold)
-    group_of = {r["image"]: r["group"] for r in rows}
+    row_of = {r["image"]: r for r in rows}
     counts: dict[str, list[list[float]]] = {g: [] for g in config.groups}
+    kinds: dict[str, list[dict[str, list[float]]]] = {g: [] for g in config.groups}
     for r in records:
         grids = [out / "scores" / r["folder"] / "samples" / f"m{m}.png" for m in range(1, score.max_tokens + 1)]
         if not all(g.is_file() for g in grids):
             continue
-        per_m = []
+        group, want = row_of[r["image"]]["group"], Counter(parse_caption(row_of[r["image"]]["caption"]))
+        per_m, shares = [], {k: [] for k in MATCH_KINDS}
         for path in grids:
             grid = Image.open(path)
             cells = [grid_cell(grid, i).resize((config.size,) * 2, Image.Resampling.BOX) for i in range(score.samples)]
-            per_m.append(float(np.mean([len(d) for d in detector.detect(cells)])))
-        counts[group_of[r["image"]]].append(per_m)
-    for g, values in counts.items():
-        summary["groups"][g]["detected_elements_by_m"] = np.mean(values, axis=0).tolist() if values else []
-        summary["groups"][g]["detected_elements_queries"] = len(values)
+            found = detector.detect(cells)
+            per_m.append(float(np.mean([len(d) for d in found])))
+            read = [match_kind(element_multiset(d), want) for d in found]
+            for k in MATCH_KINDS:
+                shares[k].append(read.count(k) / len(read))
+        counts[group].append(per_m)
+        kinds[group].append(shares)
+    xs, fails = [], {"not_exact": [], "wrong_shapes": []}
+    for g in config.groups:
+        v = summary["groups"][g]
+        v["detected_elements_by_m"] = np.mean(counts[g], axis=0).tolist() if counts[g] else []
+        v["detected_elements_queries"] = len(counts[g])
+        v["kinds_by_m"] = {k: np.mean([q[k] for q in kinds[g]], axis=0).tolist() for k in MATCH_KINDS if kinds[g]}
+        for q in kinds[g]:
+            xs.append(v["frequency_rank"])
+            fails["not_exact"].append(1 - q["exact"][0])
+            fails["wrong_shapes"].append(q["miss"][0])
+    summary["sample_spearman"] = {name: spearman(xs, ys) for name, ys in fails.items()}
+
+
+def spearman(xs: list[float], ys: list[float]) -> dict[str, float] | None:
+    """Spearman's rho with its p-value and n; None where either side is constant."""
+    from scipy.stats import spearmanr
+
+    if len(set(xs)) < 2 or len(set(ys)) < 2:
+        return None
+    rho = spearmanr(xs, ys)
+    return {"rho": float(rho.statistic), "p": float(rho.pvalue), "n": len(xs)}
 
 
 def write_outputs(
@@ -295,7 +328,9 @@ def write_report(out: Path, summary: dict[str, Any], records: list[dict[str, Any
         f"<td>{v['queries']}</td>"
         + "".join(f"<td>{v['histogram'][lab]}</td>" for lab in summary["labels"])
         + f"<td>{_fmt(v['mean_soft_tokens'])}</td>"
-        + f"<td>{' '.join(f'{x:.1f}' for x in v.get('detected_elements_by_m', []))}</td></tr>"
+        + f"<td>{' '.join(f'{x:.1f}' for x in v.get('detected_elements_by_m', []))}</td>"
+        + "".join(f"<td>{' '.join(f'{x:.2f}' for x in share)}</td>" for share in _shares(v))
+        + "</tr>"
         for g, v in summary["groups"].items()
     )
     colours = "".join(
@@ -330,17 +365,24 @@ def write_report(out: Path, summary: dict[str, Any], records: list[dict[str, Any
             + "</table>"
         )
     rho = summary["spearman"]
-    rho_text = (
-        "n/a (one group or one count only)" if rho is None else f"{rho['rho']:.3f} (p = {rho['p']:.2g}, n = {rho['n']})"
+    samples_rho = summary.get("sample_spearman") or {}
+    by_samples = (
+        f"not exact: {_rho_text(samples_rho['not_exact'])}; "
+        f"of the wrong shapes: {_rho_text(samples_rho['wrong_shapes'])}"
+        if samples_rho
+        else "(no sample grids)"
     )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>originality: minimum tokens (Fig. 5-6)</title>
 <style>{STYLE}</style></head><body>
 <h1>Minimum tokens for common, rare and unseen pairs</h1>
 <p>Model: <code>{e(summary["model"])}</code>. Spearman's rho between training-frequency rank and minimum
-tokens ("+" = {m_max + 1}): <b>{e(rho_text)}</b>.</p>
+tokens ("+" = {m_max + 1}): <b>{e(_rho_text(rho))}</b>.</p>
+<p>From the samples, threshold-free: rho between the frequency rank and each query's share of m = 1 samples
+that are {e(by_samples)}.</p>
 <table><tr><th>group</th><th>pair</th><th>in training</th><th>queries</th>
 {"".join(f"<th>{e(lab)}</th>" for lab in summary["labels"])}<th>mean soft tokens</th>
-<th>elements per sample, m = 1..M</th></tr>{table}</table>
+<th>elements per sample, m = 1..M</th><th>exact share, m = 1..M</th><th>right shapes (any colours)</th>
+<th>swapped colours</th></tr>{table}</table>
 <img src='{inline_png(out / "fig6.png")}'> <img src='{inline_png(out / "curves.png")}'>
 <h2>By the number of colours in the pair</h2>
 <table><tr><th>colours</th><th>group</th><th>queries</th><th>mean tokens</th><th>tokens ("+" = {m_max + 1})</th></tr>
@@ -352,6 +394,21 @@ tokens ("+" = {m_max + 1}): <b>{e(rho_text)}</b>.</p>
     tmp.write_text(page)
     tmp.replace(out / "report.html")
     return out / "report.html"
+
+
+def _shares(group: dict[str, Any]) -> list[list[float]]:
+    """Exact, right-shapes and swapped shares by m (empty without sample grids)."""
+    kinds = group.get("kinds_by_m") or {}
+    if not kinds:
+        return [[], [], []]
+    shapes = np.sum([kinds[k] for k in ("exact", "swapped", "shapes")], axis=0).tolist()
+    return [kinds["exact"], shapes, kinds["swapped"]]
+
+
+def _rho_text(rho: dict[str, float] | None) -> str:
+    return (
+        "n/a (one group or one value only)" if rho is None else f"{rho['rho']:.3f} (p = {rho['p']:.2g}, n = {rho['n']})"
+    )
 
 
 def _fmt(value: float | None) -> str:

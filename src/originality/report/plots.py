@@ -105,13 +105,19 @@ def token_histogram(summary: dict, out: str | Path) -> Path:
 
 
 def group_curves(summary: dict, out: str | Path) -> Path:
-    """Mean reconstruction distance against tokens per group (band: spread over queries)."""
+    """Mean reconstruction distance against tokens per group (band: spread over queries); where the
+    samples were read back, also the share of samples with the right shapes (solid) and exactly
+    right (dashed), and the elements per sample."""
     import numpy as np
 
-    counts = any(g.get("detected_elements_by_m") for g in summary["groups"].values())
-    fig, axes = plt.subplots(1, 2 if counts else 1, figsize=(9.5 if counts else 5, 3.4), squeeze=False)
+    groups = summary["groups"]
+    kinds = any(g.get("kinds_by_m") for g in groups.values())
+    counts = any(g.get("detected_elements_by_m") for g in groups.values())
+    panels = 1 + kinds + counts
+    fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 3.4), squeeze=False)
+    ticks = range(1, summary["settings"]["score"]["max_tokens"] + 1)
     ax = axes[0][0]
-    for name, g in summary["groups"].items():
+    for name, g in groups.items():
         mean, std = np.asarray(g["distance_mean_by_m"]), np.asarray(g["distance_std_by_m"])
         if not len(mean):
             continue
@@ -119,22 +125,33 @@ def group_curves(summary: dict, out: str | Path) -> Path:
         colour = GROUP_COLOURS.get(name)
         ax.plot(ms, mean, marker="o", label=name, color=colour)
         ax.fill_between(ms, mean - std, mean + std, alpha=0.15, color=colour)
-    threshold = summary["settings"]["score"]["threshold"]
-    ax.axhline(threshold, color="grey", ls="--", lw=1, label="threshold")
-    ax.set_xticks(range(1, summary["settings"]["score"]["max_tokens"] + 1))
-    ax.set_xlabel("tokens m")
+    ax.axhline(summary["settings"]["score"]["threshold"], color="grey", ls="--", lw=1, label="threshold")
     ax.set_ylabel("mean distance")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    if counts:
+    panel = [ax]
+    if kinds:
         ax = axes[0][1]
-        for name, g in summary["groups"].items():
+        for name, g in groups.items():
+            k = g.get("kinds_by_m") or {}
+            if not k:
+                continue
+            shapes = np.sum([k["exact"], k["swapped"], k["shapes"]], axis=0)
+            colour = GROUP_COLOURS.get(name)
+            ax.plot(range(1, len(shapes) + 1), shapes, marker="o", label=f"{name}: right shapes", color=colour)
+            ax.plot(range(1, len(shapes) + 1), k["exact"], ls="--", marker=".", label=f"{name}: exact", color=colour)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("share of samples")
+        panel.append(ax)
+    if counts:
+        ax = axes[0][panels - 1]
+        for name, g in groups.items():
             values = g.get("detected_elements_by_m") or []
             ax.plot(range(1, len(values) + 1), values, marker="o", label=name, color=GROUP_COLOURS.get(name))
         ax.axhline(2, color="grey", ls="--", lw=1, label="the query's 2")
-        ax.set_xticks(range(1, summary["settings"]["score"]["max_tokens"] + 1))
-        ax.set_xlabel("tokens m")
         ax.set_ylabel("detected elements per sample")
+        panel.append(ax)
+    for ax in panel:
+        ax.set_xticks(ticks)
+        ax.set_xlabel("tokens m")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
