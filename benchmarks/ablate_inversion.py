@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from originality.detection.detector import ElementDetector, element_multiset, match_kind
+from originality.detection.detector import ElementDetector, element_multiset, kind_shares
 from originality.domains import load_domain
 from originality.experiments.calibration import CalibrationConfig
 from originality.experiments.min_tokens import render_query
@@ -105,16 +105,16 @@ def main() -> None:
                     if m not in tokens or (variant, name, m) in done:
                         continue
                     found = detector.detect(samples)
-                    kinds = [match_kind(element_multiset(d), want) for d in found]
+                    shares = kind_shares(found, want)
                     row = {
                         "variant": variant,
                         "query": name,
                         "group": group,
                         "caption": text,
                         "m": m,
-                        "exact": float(np.mean([k == "exact" for k in kinds])),
-                        "swapped": float(np.mean([k == "swapped" for k in kinds])),
-                        "right_shapes": float(np.mean([k != "miss" for k in kinds])),
+                        "exact": shares["exact"],
+                        "swapped": shares["swapped"],
+                        "right_shapes": 1 - shares["miss"],
                         "count": float(np.mean([len(d) for d in found])),
                         "norms": [round(float(v), 3) for v in inversion.embeddings.norm(dim=1)],
                         "final_loss": float(np.mean(inversion.losses[-50:])),

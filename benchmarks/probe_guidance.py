@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from originality.detection.detector import ElementDetector, element_multiset, match_kind
+from originality.detection.detector import ElementDetector, kind_shares
 from originality.experiments.calibration import CalibrationConfig
 from originality.experiments.min_tokens import GROUPS, render_query
 from originality.models.pipeline import generate, load_pipeline
@@ -49,8 +49,7 @@ def main() -> None:
                 samples = generate(
                     pipeline, [text] * args.samples, list(range(args.samples)), steps=args.steps, guidance_scale=scale
                 )
-                kinds = Counter(match_kind(element_multiset(d), want) for d in detector.detect(samples))
-                row[str(scale)] = {kind: kinds[kind] / args.samples for kind in ("exact", "swapped", "shapes", "miss")}
+                row[str(scale)] = kind_shares(detector.detect(samples), want)
             rows.append(row)
     print(f"{'queries':19s} {'n':>2s} " + " ".join(f"{f'g={s:g} exact/swap/shapes':>24s}" for s in scales))
     for group in GROUPS:

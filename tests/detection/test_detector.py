@@ -8,6 +8,7 @@ from originality.detection import (
     ElementDetector,
     centres,
     element_multiset,
+    kind_shares,
     match_kind,
     matches_caption,
 )
@@ -66,6 +67,13 @@ def test_match_kind_tells_swapped_colours_from_wrong_shapes():
     assert kind("big blue full circle and big red full triangle", want) == "miss"
     assert kind("big blue full circle", want) == "miss"
     assert kind("", "") == "exact"
+
+    def sample(caption: str) -> list[Detection]:
+        return [Detection(e, (0, 0, 1, 1), 1.0) for e in parse_caption(caption)]
+
+    found = [sample(want), sample("big red full circle and big blue full square"), sample("big blue full circle")]
+    shares = kind_shares(found, Counter(parse_caption(want)))
+    assert shares == pytest.approx({"exact": 1 / 3, "swapped": 1 / 3, "shapes": 0.0, "miss": 1 / 3})
 
 
 def test_weights_round_trip_through_safetensors(tmp_path):

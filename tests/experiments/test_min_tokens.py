@@ -8,9 +8,9 @@ from PIL import Image
 from originality.errors import OriginalityError
 from originality.experiments.min_tokens import (
     MinTokensConfig,
-    read_samples,
     check_not_in_training,
     make_queries,
+    read_samples,
     render_query,
     run_min_tokens,
     summarise,

@@ -7,6 +7,7 @@ from originality.detection.detector import (
     ElementDetector,
     centres,
     element_multiset,
+    kind_shares,
     match_kind,
     matches_caption,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "ElementDetector",
     "centres",
     "element_multiset",
+    "kind_shares",
     "match_kind",
     "matches_caption",
 ]

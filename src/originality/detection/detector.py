@@ -101,6 +101,12 @@ def match_kind(found: Counter[Element], want: Counter[Element]) -> str:
     return "shapes"
 
 
+def kind_shares(found: Sequence[Iterable[Detection]], want: Counter[Element]) -> dict[str, float]:
+    """The share of samples of each :data:`MATCH_KINDS` kind, given each sample's detections."""
+    kinds = Counter(match_kind(element_multiset(d), want) for d in found)
+    return {kind: kinds[kind] / max(1, len(found)) for kind in MATCH_KINDS}
+
+
 def centres(detections: Iterable[Detection]) -> list[tuple[float, float]]:
     return [d.centre for d in detections]
 

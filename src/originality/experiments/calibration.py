@@ -51,7 +51,7 @@ class CalibrationConfig:
 def calibrate(model: str | Path | None, out: str | Path, config: CalibrationConfig, *, progress: bool = True) -> dict:
     from tqdm.auto import tqdm
 
-    from originality.detection.detector import ElementDetector, element_multiset, match_kind
+    from originality.detection.detector import ElementDetector, element_multiset, kind_shares
     from originality.domains import load_domain
     from originality.method.inversion import image_latents
     from originality.method.search import invert_and_reconstruct, score_preset
@@ -74,10 +74,9 @@ def calibrate(model: str | Path | None, out: str | Path, config: CalibrationConf
         rates: dict[str, dict[str, float]] = {"exact": {}, "swapped": {}}
         for th in config.detector_thresholds:
             kept = [[d for d in ds if d.confidence >= th] for ds in found]
-            want = element_multiset(kept[0])
-            kinds = [match_kind(element_multiset(k), want) for k in kept[1:]]
+            shares = kind_shares(kept[1:], element_multiset(kept[0]))
             for kind in rates:
-                rates[kind][str(th)] = float(np.mean([k == kind for k in kinds]))
+                rates[kind][str(th)] = shares[kind]
         return rates
 
     ceiling: dict[str, list[dict[str, Any]]] = {g: [] for g in GROUPS}

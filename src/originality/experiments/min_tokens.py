@@ -250,7 +250,7 @@ def read_samples(
     A query whose grids are absent (a run resumed from its committed ``results.jsonl`` alone) is
     left out; ``detected_elements_queries`` says how many were read.
     """
-    from originality.detection.detector import MATCH_KINDS, ElementDetector, element_multiset, match_kind
+    from originality.detection.detector import MATCH_KINDS, ElementDetector, kind_shares
     from originality.report.grids import grid_cell
     from originality.shapes.captions import parse_caption
 
@@ -272,9 +272,8 @@ def read_samples(
             cells = [grid_cell(grid, i).resize((config.size,) * 2, Image.Resampling.BOX) for i in range(score.samples)]
             found = detector.detect(cells)
             per_m.append(float(np.mean([len(d) for d in found])))
-            read = [match_kind(element_multiset(d), want) for d in found]
-            for k in MATCH_KINDS:
-                shares[k].append(read.count(k) / len(read))
+            for kind, share in kind_shares(found, want).items():
+                shares[kind].append(share)
         counts[group].append(per_m)
         kinds[group].append(shares)
     xs, fails = [], {"not_exact": [], "wrong_shapes": []}
