@@ -400,8 +400,7 @@ def _shares(group: dict[str, Any]) -> list[list[float]]:
     kinds = group.get("kinds_by_m") or {}
     if not kinds:
         return [[], [], []]
-    shapes = np.sum([kinds[k] for k in ("exact", "swapped", "shapes")], axis=0).tolist()
-    return [kinds["exact"], shapes, kinds["swapped"]]
+    return [kinds["exact"], [1 - miss for miss in kinds["miss"]], kinds["swapped"]]
 
 
 def _rho_text(rho: dict[str, float] | None) -> str:

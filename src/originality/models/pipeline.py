@@ -161,7 +161,7 @@ def model_identity(model: str | Path | None) -> str:
     weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
     if not weights.is_file():
         return label  # a hub id, or a folder that loading will reject
-    digest = hashlib.sha256()
+    digest = hashlib.sha256()  # hashlib.file_digest needs 3.11; the package supports 3.10
     with weights.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)

@@ -134,7 +134,7 @@ def group_curves(summary: dict, out: str | Path) -> Path:
             k = g.get("kinds_by_m") or {}
             if not k:
                 continue
-            shapes = np.sum([k["exact"], k["swapped"], k["shapes"]], axis=0)
+            shapes = 1 - np.asarray(k["miss"])  # the right shapes, whatever their colours
             colour = GROUP_COLOURS.get(name)
             ax.plot(range(1, len(shapes) + 1), shapes, marker="o", label=f"{name}: right shapes", color=colour)
             ax.plot(range(1, len(shapes) + 1), k["exact"], ls="--", marker=".", label=f"{name}: exact", color=colour)
