@@ -304,6 +304,9 @@ def _score_all(queries, pipeline, config, out: Path, *, domain, progress, distan
             "label": result.label,
             "soft_tokens": result.soft_tokens,
             "distances": {t.m: t.distance for t in result.per_m},
+            # the check's verdict does not depend on the threshold: kept so that a threshold
+            # sweep can be redone from this file alone
+            "in_distribution": {t.m: t.in_distribution and t.in_distribution.passed for t in result.per_m},
         }
         append_record(out, record, results_file)
 

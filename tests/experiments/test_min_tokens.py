@@ -14,6 +14,7 @@ from originality.experiments.min_tokens import (
     render_query,
     run_min_tokens,
     summarise,
+    threshold_sweep,
 )
 from originality.method.search import score_preset
 from originality.shapes.captions import parse_caption
@@ -82,7 +83,7 @@ def test_experiment_writes_figures_and_resumes(tiny_model, tiny_data, tmp_path):
     config = MinTokensConfig(queries=1, size=32, score=score)
     out = tmp_path / "exp"
     summary = run_min_tokens(tiny_model, out, config, training=tiny_data, progress=False)
-    for name in ("fig6.png", "curves.png", "summary.json", "report.html", "queries.csv"):
+    for name in ("fig6.png", "curves.png", "threshold-sweep.png", "summary.json", "report.html", "queries.csv"):
         assert (out / name).is_file(), name
     assert sum(summary["groups"]["rare"]["histogram"].values()) == 1
     assert all(len(g["distance_mean_by_m"]) == 2 for g in summary["groups"].values())  # full curve
@@ -100,6 +101,8 @@ def test_experiment_writes_figures_and_resumes(tiny_model, tiny_data, tmp_path):
     restored = run_min_tokens(tiny_model, light, config, progress=False)
     assert (light / "scores" / "results.jsonl").read_text().splitlines() == lines  # nothing rescored
     assert restored["groups"] == again["groups"] and (light / "report.html").is_file()
+    # the check verdicts travel in results.jsonl, so the sweep needs no result.json
+    assert restored["threshold_sweep"]["queries"] == 3
     more = MinTokensConfig(queries=2, size=32, score=score)  # more queries extend the run
     extended = run_min_tokens(tiny_model, out, more, training=tiny_data, progress=False)
     assert (out / "scores" / "results.jsonl").read_text().splitlines()[:3] == lines
@@ -107,6 +110,31 @@ def test_experiment_writes_figures_and_resumes(tiny_model, tiny_data, tmp_path):
     other = MinTokensConfig(queries=2, size=32, query_seed=5, score=score)
     with pytest.raises(OriginalityError, match="other settings"):
         run_min_tokens(tiny_model, out, other, progress=False)
+
+
+def test_threshold_sweep_counts_a_pass_only_where_the_check_passes(tmp_path):
+    config = MinTokensConfig(queries=2, score=score_preset("quick", max_tokens=3))
+    rows = [{"image": f"{g}-0", "group": g, "caption": ""} for g in ("common", "rare", "unseen")]
+    rows.append({"image": "unseen-1", "group": "unseen", "caption": ""})
+    ok = {"1": True, "2": True, "3": True}
+    records = [
+        dict(_record("common-0", 1), in_distribution=ok),
+        # distance 0.1 from m = 2, but the layout check fails at m = 2: the first pass is m = 3
+        dict(_record("rare-0", 2), in_distribution={"1": True, "2": False, "3": True}),
+        _record("unseen-0", None),  # no verdicts in the record: read from its result.json
+        _record("unseen-1", None),  # neither: left out
+    ]
+    folder = tmp_path / "scores" / "unseen-0"
+    folder.mkdir(parents=True)
+    per_m = [{"m": m, "in_distribution": {"passed": True}} for m in (1, 2, 3)]
+    (folder / "result.json").write_text(json.dumps({"per_m": per_m}))
+    sweep = threshold_sweep(tmp_path, records, rows, config)
+    assert sweep["queries"] == 3 and sweep["preset_threshold"] == config.score.threshold
+    assert [p["threshold"] for p in sweep["points"]] == [0.1, 0.9]
+    strict, loose = sweep["points"]
+    assert strict["tokens"] == {"common": [1], "rare": [3], "unseen": [4]}
+    assert strict["spearman"]["rho"] == pytest.approx(1.0)
+    assert loose["tokens"] == {"common": [1], "rare": [1], "unseen": [1]} and loose["spearman"] is None
 
 
 def test_bad_settings_are_refused(tmp_path):

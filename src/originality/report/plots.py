@@ -158,6 +158,34 @@ def group_curves(summary: dict, out: str | Path) -> Path:
     return _save(fig, out)
 
 
+def threshold_sweep_plot(summary: dict, out: str | Path, bar: float = 0.7) -> Path:
+    """Post hoc: Spearman's rho (filled where p < 0.01) and each group's mean minimum tokens at
+    every threshold where a verdict could change; the preset's threshold dashed."""
+    sweep = summary["threshold_sweep"]
+    points = sweep["points"]
+    ts = [p["threshold"] for p in points]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.2, 3.4))
+    rhos = [(p["threshold"], p["spearman"]) for p in points if p["spearman"]]
+    left.plot([t for t, _ in rhos], [r["rho"] for _, r in rhos], color="black", lw=1)
+    for t, r in rhos:
+        left.plot(t, r["rho"], "o", color="black", mfc="black" if r["p"] < 0.01 else "white")
+    left.axhline(bar, color="green", lw=1, label=f"the paper's bar ({bar})")
+    left.set_ylim(-1, 1)
+    left.set_ylabel("Spearman rho (filled: p < 0.01)")
+    for name in summary["groups"]:
+        right.plot(ts, [p["mean_tokens"].get(name) for p in points], marker="o", label=name,
+                   color=GROUP_COLOURS.get(name))  # fmt: skip
+    right.set_ylabel('mean minimum tokens ("+" = M + 1)')
+    for ax in (left, right):
+        ax.axvline(sweep["preset_threshold"], color="grey", ls="--", lw=1, label="preset's threshold")
+        ax.set_xlabel("distance threshold")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"post hoc: the verdict at every threshold ({sweep['queries']} queries)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
 def generalization_plot(summary: dict, out: str | Path) -> Path:
     """Fig. 3: frequency of the held-out element against training diversity, one line per prompt
     type (band: spread over variants), with the element distributions of the lowest and highest
