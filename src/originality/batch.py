@@ -91,18 +91,26 @@ def safe_name(name: str) -> str:
     return cleaned[:120]
 
 
+def read_records(path: Path) -> dict[str, dict[str, Any]]:
+    """The records of one append-only JSON-lines file by image, the first of each kept (a torn
+    last line, from a kill mid-write, is ignored); empty when the file is absent."""
+    records: dict[str, dict[str, Any]] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            records.setdefault(record["image"], record)
+    return records
+
+
 def finished(out: Path) -> dict[str, dict[str, Any]]:
-    """Records already in ``results.jsonl`` and any part files (a torn last line, from a kill
-    mid-write, is ignored)."""
+    """Records already in ``results.jsonl`` and any part files."""
     records: dict[str, dict[str, Any]] = {}
     for path in [out / RESULTS, *sorted(out.glob(PARTS))]:
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                records.setdefault(record["image"], record)
+        for image, record in read_records(path).items():
+            records.setdefault(image, record)
     return records
 
 

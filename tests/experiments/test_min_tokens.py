@@ -7,7 +7,9 @@ from PIL import Image
 
 from originality.errors import OriginalityError
 from originality.experiments.min_tokens import (
+    CAPTIONS,
     MinTokensConfig,
+    caption_ceiling,
     check_not_in_training,
     make_queries,
     read_samples,
@@ -135,6 +137,38 @@ def test_threshold_sweep_counts_a_pass_only_where_the_check_passes(tmp_path):
     assert strict["tokens"] == {"common": [1], "rare": [3], "unseen": [4]}
     assert strict["spearman"]["rho"] == pytest.approx(1.0)
     assert loose["tokens"] == {"common": [1], "rare": [1], "unseen": [1]} and loose["spearman"] is None
+
+
+def test_caption_ceiling_samples_each_query_once(tiny_model, tmp_path, monkeypatch):
+    from originality.models import pipeline as pipeline_module
+    from originality.models.pipeline import load_pipeline
+
+    score = score_preset("quick", max_tokens=2, samples=2, inference_steps=2, distance="elements", check="positions")
+    config = MinTokensConfig(queries=2, size=32, score=score)
+    rows = [{"image": f"{g}-{i}", "group": g, "caption": render_query(g, i, 3, 32)[1]}
+            for g in ("common", "rare", "unseen") for i in range(2)]  # fmt: skip
+    counts = {"common": [1, 1], "rare": [2, 1], "unseen": [None, 2]}
+    records = [_record(r["image"], counts[r["group"]][int(r["image"][-1])], m_max=2) for r in rows]
+    pipeline = load_pipeline(tiny_model)
+    summary = summarise(records, rows, config)
+    caption_ceiling(summary, tmp_path, pipeline, records[:4], rows, config, progress=False)
+    lines = (tmp_path / CAPTIONS).read_text().splitlines()
+    assert [json.loads(line)["image"] for line in lines] == [r["image"] for r in records[:4]]
+    assert all(sum(json.loads(line)["kinds"].values()) == pytest.approx(1.0) for line in lines)
+    prompts = []
+    real = pipeline_module.generate
+
+    def counting(p, texts, *args, **kwargs):
+        prompts.append(texts)
+        return real(p, texts, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "generate", counting)
+    summary = summarise(records, rows, config)
+    caption_ceiling(summary, tmp_path, pipeline, records, rows, config, progress=False)
+    assert [t[0] for t in prompts] == [rows[4]["caption"], rows[5]["caption"]]  # only the new queries
+    assert len((tmp_path / CAPTIONS).read_text().splitlines()) == 6
+    assert set(summary["groups"]["unseen"]["caption_kinds"]) == {"exact", "swapped", "shapes", "miss"}
+    assert set(summary["caption_spearman"]) == {"min_tokens", "m1_distance"}
 
 
 def test_bad_settings_are_refused(tmp_path):

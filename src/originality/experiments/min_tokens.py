@@ -156,6 +156,7 @@ def run_min_tokens(
     records = score_all(out / "queries.csv", pipeline, config.score, out / "scores", progress=progress)
     summary = summarise(records, rows, config)
     read_samples(summary, out, records, rows, config)
+    caption_ceiling(summary, out, pipeline, records, rows, config, progress=progress)
     summary["threshold_sweep"] = threshold_sweep(out, records, rows, config)
     summary["model"] = settings["model"]
     summary["training_images_compared"] = compared
@@ -292,6 +293,67 @@ def read_samples(
     summary["sample_spearman"] = {name: spearman(xs, ys) for name, ys in fails.items()}
 
 
+CAPTIONS = "captions.jsonl"
+
+
+def caption_ceiling(
+    summary: dict[str, Any],
+    out: Path,
+    pipeline,
+    records: list[dict[str, Any]],
+    rows: list[dict[str, str]],
+    config: MinTokensConfig,
+    *,
+    progress: bool = True,
+) -> None:
+    """What the model draws from each query's own caption: its familiarity with the query.
+
+    The method's claim is about the *model*: it represents concisely what it knows well. The
+    groups stand in for that by training frequency; the caption ceiling measures it directly.
+    Each scored query's true caption is sampled with the scorer's seeds, steps and guidance and
+    read by the detector; the shares by match kind land in ``captions.jsonl`` (one line per
+    query, so a rerun samples only new queries). Adds per group ``caption_kinds`` and
+    ``caption_spearman``: Spearman's rho between each query's share of caption samples that are
+    not exact and (a) its minimum tokens, (b) its distance at m = 1. Positive when the tokens
+    follow what the model can draw from words.
+    """
+    from originality.batch import append_record, read_records
+    from originality.detection.detector import MATCH_KINDS, ElementDetector, kind_shares
+    from originality.method.search import sample_seeds
+    from originality.models.pipeline import generate
+    from originality.shapes.captions import parse_caption
+
+    score = config.score
+    if score.distance != "elements" and score.check != "positions":
+        return
+    done = read_records(out / CAPTIONS)
+    row_of = {r["image"]: r for r in rows}
+    todo = [r for r in records if r["image"] not in done]
+    if todo:
+        from tqdm.auto import tqdm
+
+        detector = ElementDetector.load(threshold=score.detector_threshold)
+        seeds = sample_seeds(score)
+        for r in tqdm(todo, desc="caption ceiling", disable=not progress or len(todo) < 2, unit="query"):
+            text = row_of[r["image"]]["caption"]
+            samples = generate(
+                pipeline, [text] * len(seeds), seeds, steps=score.inference_steps, guidance_scale=score.guidance_scale
+            )
+            shares = kind_shares(detector.detect(samples), Counter(parse_caption(text)))
+            done[r["image"]] = {"image": r["image"], "caption": text, "kinds": shares}
+            append_record(out, done[r["image"]], CAPTIONS)
+    m_max = score.max_tokens
+    misses, tokens, first = [], [], []
+    for g in config.groups:
+        mine = [done[r["image"]]["kinds"] for r in records if row_of[r["image"]]["group"] == g]
+        summary["groups"][g]["caption_kinds"] = {k: float(np.mean([q[k] for q in mine])) for k in MATCH_KINDS if mine}
+    for r in records:
+        misses.append(1 - done[r["image"]]["kinds"]["exact"])
+        tokens.append(m_max + 1 if r["count"] is None else r["count"])
+        first.append({int(m): d for m, d in r["distances"].items()}[1])
+    summary["caption_spearman"] = {"min_tokens": spearman(misses, tokens), "m1_distance": spearman(misses, first)}
+
+
 def threshold_sweep(out: Path, records: list[dict[str, Any]], rows: list[dict[str, str]], config) -> dict[str, Any]:
     """Minimum tokens and Spearman's rho at every threshold where a verdict could change: post hoc.
 
@@ -380,7 +442,7 @@ def write_report(out: Path, summary: dict[str, Any], records: list[dict[str, Any
         + f"<td>{_fmt(v['mean_soft_tokens'])}</td>"
         + f"<td>{' '.join(f'{x:.1f}' for x in v.get('detected_elements_by_m', []))}</td>"
         + "".join(f"<td>{' '.join(f'{x:.2f}' for x in share)}</td>" for share in _shares(v))
-        + "</tr>"
+        + f"<td>{_caption_text(v)}</td></tr>"
         for g, v in summary["groups"].items()
     )
     colours = "".join(
@@ -416,6 +478,7 @@ def write_report(out: Path, summary: dict[str, Any], records: list[dict[str, Any
         )
     rho = summary["spearman"]
     samples_rho = summary.get("sample_spearman") or {}
+    caption_rho = summary.get("caption_spearman") or {}
     by_samples = (
         f"not exact: {_rho_text(samples_rho['not_exact'])}; "
         f"of the wrong shapes: {_rho_text(samples_rho['wrong_shapes'])}"
@@ -432,7 +495,10 @@ that are {e(by_samples)}.</p>
 <table><tr><th>group</th><th>pair</th><th>in training</th><th>queries</th>
 {"".join(f"<th>{e(lab)}</th>" for lab in summary["labels"])}<th>mean soft tokens</th>
 <th>elements per sample, m = 1..M</th><th>exact share, m = 1..M</th><th>right shapes (any colours)</th>
-<th>swapped colours</th></tr>{table}</table>
+<th>swapped colours</th><th>from its caption: exact / swapped</th></tr>{table}</table>
+<p>Against the model's own familiarity with each query (the share of samples from its true caption that are
+not exact): rho with minimum tokens {e(_rho_text(caption_rho.get("min_tokens")))}; with the distance at
+m = 1 {e(_rho_text(caption_rho.get("m1_distance")))}.</p>
 <img src='{inline_png(out / "fig6.png")}'> <img src='{inline_png(out / "curves.png")}'>
 {_sweep_section(out, summary)}
 <h2>By the number of colours in the pair</h2>
@@ -472,6 +538,11 @@ def _shares(group: dict[str, Any]) -> list[list[float]]:
     if not kinds:
         return [[], [], []]
     return [kinds["exact"], [1 - miss for miss in kinds["miss"]], kinds["swapped"]]
+
+
+def _caption_text(group: dict[str, Any]) -> str:
+    kinds = group.get("caption_kinds")
+    return f"{kinds['exact']:.2f} / {kinds['swapped']:.2f}" if kinds else "—"
 
 
 def _rho_text(rho: dict[str, float] | None) -> str:
