@@ -389,7 +389,10 @@ def _add_score_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="quick", help="quick (CPU) or paper")
     parser.add_argument("--max-tokens", type=int, help="M, the largest token count tried (default 5)")
     parser.add_argument("--threshold", type=float, help="distance at or below which a reconstruction passes")
-    parser.add_argument("--distance", help="elements (shapes), dreamsim (real images) or ssim; default: the domain's")
+    parser.add_argument(
+        "--distance",
+        help="elements or shapes (shapes models), dreamsim (real images) or ssim; default: the domain's",
+    )
     parser.add_argument("--samples", type=int, help="N reconstructions per token count")
     parser.add_argument("--steps", type=int, help="inversion steps per token count")
     parser.add_argument("--detector-threshold", type=float, help="detector confidence for the shapes distance")

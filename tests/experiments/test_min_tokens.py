@@ -15,6 +15,7 @@ from originality.experiments.min_tokens import (
     read_samples,
     render_query,
     run_min_tokens,
+    shape_pair_verdict,
     summarise,
     threshold_sweep,
 )
@@ -169,6 +170,24 @@ def test_caption_ceiling_samples_each_query_once(tiny_model, tmp_path, monkeypat
     assert len((tmp_path / CAPTIONS).read_text().splitlines()) == 6
     assert set(summary["groups"]["unseen"]["caption_kinds"]) == {"exact", "swapped", "shapes", "miss"}
     assert set(summary["caption_spearman"]) == {"min_tokens", "m1_distance"}
+
+
+def test_shape_pair_verdict_counts_samples_with_the_right_shapes(tmp_path):
+    config = MinTokensConfig(queries=1, score=score_preset("quick", max_tokens=3))
+    rows = [{"image": f"{g}-0", "group": g, "caption": ""} for g in ("common", "rare", "unseen")]
+    records = [dict(_record(r["image"], 1), in_distribution={"1": True, "2": False, "3": True}) for r in rows]
+    summary = summarise(records, rows, config)
+    assert shape_pair_verdict(summary, tmp_path, records, rows, config) is None  # samples not read
+    summary["sample_kinds"] = {  # share of samples without the query's shapes, m = 1..3
+        "common-0": {"miss": [0.25, 0.5, 0.5]},  # passes at m = 1 (<= 0.25)
+        "rare-0": {"miss": [0.5, 0.0, 0.0]},  # m = 2 fails the positions check: m = 3
+        "unseen-0": {"miss": [1.0, 0.5, 0.3]},  # never: "+"
+    }
+    verdict = shape_pair_verdict(summary, tmp_path, records, rows, config)
+    assert verdict["threshold"] == 0.25
+    assert verdict["tokens"] == {"common-0": 1, "rare-0": 3, "unseen-0": 4}
+    assert verdict["groups"]["unseen"]["histogram"]["+"] == 1 and verdict["groups"]["rare"]["mean_tokens"] == 3
+    assert verdict["spearman"]["rho"] == pytest.approx(1.0)
 
 
 def test_bad_settings_are_refused(tmp_path):

@@ -7,6 +7,10 @@ when available). A new distance is one function registered in :data:`DISTANCES`.
 * ``elements`` (shapes models): 0 when the detector finds exactly the query's elements in
   the sample (shape, colour, size and texture, as multisets), else 1. Its mean is 1 - the
   fraction of samples that reconstruct the query's content.
+* ``shapes`` (shapes models): 0 when the detector finds exactly the query's *shapes* (as a
+  multiset, whatever their colours), else 1. The originality mix varies how often a shape pair
+  occurs and draws its colours alike in every group, so this distance reads the pair's
+  frequency apart from how well the model binds colours (``elements`` reads both).
 * ``dreamsim`` (real images, the paper's): 1 - cosine similarity of DreamSim embeddings; see
   :mod:`originality.method.dreamsim` for its weights.
 * ``ssim``: 1 - SSIM (structural similarity, RGB, Gaussian window), in [0, 2]. It needs no
@@ -41,19 +45,22 @@ def ssim_distance(query: Image.Image, samples: Sequence[Image.Image]) -> np.ndar
 
 
 class ElementsDistance:
-    """0 when a sample holds exactly the query's elements (as read by the detector), else 1."""
+    """0 when a sample holds exactly the query's elements (as read by the detector), else 1;
+    with ``shapes_only``, exactly the query's shapes, whatever their colours."""
 
-    def __init__(self, detector=None):
+    def __init__(self, detector=None, shapes_only: bool = False):
         from originality.detection.detector import ElementDetector
 
         self.detector = detector or ElementDetector.load()
+        self.shapes_only = shapes_only
 
     def __call__(self, query: Image.Image, samples: Sequence[Image.Image]) -> np.ndarray:
-        from originality.detection.detector import element_multiset
+        from originality.detection.detector import element_multiset, match_kind
 
-        found = self.detector.detect([query, *samples])
-        want = element_multiset(found[0])
-        return np.asarray([0.0 if element_multiset(d) == want else 1.0 for d in found[1:]])
+        found = [element_multiset(d) for d in self.detector.detect([query, *samples])]
+        if self.shapes_only:
+            return np.asarray([float(match_kind(f, found[0]) == "miss") for f in found[1:]])
+        return np.asarray([0.0 if f == found[0] else 1.0 for f in found[1:]])
 
 
 def _dreamsim(cache_dir=None, dreamsim_type: str = "ensemble", device=None, **_) -> Distance:
@@ -65,12 +72,19 @@ def _dreamsim(cache_dir=None, dreamsim_type: str = "ensemble", device=None, **_)
 DISTANCES: dict[str, Callable[..., Distance]] = {
     "ssim": lambda **_: ssim_distance,
     "elements": lambda detector=None, **_: ElementsDistance(detector),
+    "shapes": lambda detector=None, **_: ElementsDistance(detector, shapes_only=True),
     "dreamsim": _dreamsim,
 }
 
 
+def reads_elements(distance: str, check: str | None) -> bool:
+    """Whether a score with this distance and check reads samples with the element detector."""
+    return distance in ("elements", "shapes") or check == "positions"
+
+
 def get_distance(name: str, **kwargs) -> Distance:
-    """The distance called ``name`` (``elements``, ``ssim``, and any registered later)."""
+    """The distance called ``name`` (``elements``, ``shapes``, ``ssim``, ``dreamsim``, and any
+    registered later)."""
     if name not in DISTANCES:
         raise OriginalityError(f"unknown distance {name!r}; known: {', '.join(DISTANCES)}")
     return DISTANCES[name](**kwargs)

@@ -29,7 +29,7 @@ from PIL import Image
 from originality import __version__
 from originality.domains import Domain, load_domain
 from originality.errors import OriginalityError
-from originality.method.distances import Distance, get_distance
+from originality.method.distances import Distance, get_distance, reads_elements
 from originality.method.in_distribution import Check, Verdict, get_check
 from originality.method.inversion import Inversion, InversionSettings, image_latents, invert, save_embeddings
 from originality.method.reconstruction import reconstruct
@@ -106,6 +106,9 @@ class ScoreConfig:
 # on images known to be common before trusting a count.
 THRESHOLDS: dict[str, dict[str, float]] = {
     "elements": {"paper": 0.5, "quick": 0.585},
+    # shapes: >= 12 of 16 samples with the query's shape pair. Chosen on the first 30 min-tokens
+    # queries, then tested on 30 it had not seen (results/min-tokens/preregistration.md).
+    "shapes": {"paper": 0.25, "quick": 0.25},
     "ssim": {"paper": 0.5},
     "dreamsim": {"paper": 0.35},
 }
@@ -357,8 +360,8 @@ def _edit_renderer(pipeline, embeddings, config: ScoreConfig) -> Callable[[str],
 
 
 def _shapes_detector(config: ScoreConfig):
-    """One element detector shared by the ``elements`` distance and the ``positions`` check."""
-    if config.distance != "elements" and config.check != "positions":
+    """One element detector shared by the ``elements`` / ``shapes`` distance and the ``positions`` check."""
+    if not reads_elements(config.distance, config.check):
         return None
     from originality.detection.detector import ElementDetector
 

@@ -77,7 +77,7 @@ def distance_curve(results: list[dict], out: str | Path, labels: list[str] | Non
 GROUP_COLOURS = {"common": "#2a7ab9", "rare": "#e08a1e", "unseen": "#c0392b"}
 
 
-def token_histogram(summary: dict, out: str | Path) -> Path:
+def token_histogram(summary: dict, out: str | Path, title: str = "minimum tokens by training frequency") -> Path:
     """Fig. 6: how many queries of each group need 1..M tokens, or "+" (none within M)."""
     import numpy as np
 
@@ -94,7 +94,6 @@ def token_histogram(summary: dict, out: str | Path) -> Path:
     ax.set_xlabel("minimum tokens")
     ax.set_ylabel("fraction of queries")
     rho = summary.get("spearman")
-    title = "minimum tokens by training frequency"
     if rho:
         title += f"\nSpearman rho {rho['rho']:.2f} (p = {rho['p']:.1g})"
     ax.set_title(title, fontsize=9)
