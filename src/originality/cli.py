@@ -309,6 +309,8 @@ def _experiment_min_tokens(args: argparse.Namespace) -> None:
 
     config = MinTokensConfig(queries=args.queries, query_seed=args.query_seed, score=_score_config(args))
     summary = run_min_tokens(args.model, args.out, config, training=args.training_data, progress=not args.quiet)
+    if summary is None:  # not the first of several processes: that one reports
+        return
     labels = summary["labels"]
     print(f"{'group':8s} " + " ".join(f"{lab:>3s}" for lab in labels) + "  mean soft tokens")
     for name, g in summary["groups"].items():

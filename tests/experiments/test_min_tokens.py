@@ -190,6 +190,32 @@ def test_shape_pair_verdict_counts_samples_with_the_right_shapes(tmp_path):
     assert verdict["spearman"]["rho"] == pytest.approx(1.0)
 
 
+def test_two_processes_share_the_queries(tiny_model, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "exp"
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+        "-m", "originality.cli", "experiment", "min-tokens", "--model", str(tiny_model), "--out", str(out),
+        "--queries", "1", "--distance", "ssim", "--no-check", "--threshold", "0.99", "--steps", "2",
+        "--samples", "2", "--max-tokens", "1", "--quiet",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = [json.loads(x) for x in (out / "scores" / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["image"] for r in lines) == [f"queries/{g}-00.png" for g in ("common", "rare", "unseen")]
+    assert not list((out / "scores").glob("results.rank*.jsonl"))
+    assert (out / "summary.json").is_file() and run.stdout.count("summary.json") == 1  # the first process reports
+
+
 def test_bad_settings_are_refused(tmp_path):
     with pytest.raises(OriginalityError, match="queries"):
         MinTokensConfig(queries=0).validate()
@@ -222,3 +248,9 @@ def test_element_counts_leave_out_queries_without_sample_grids(tmp_path):
     assert rare["detected_elements_queries"] == 0 and rare["detected_elements_by_m"] == []
     assert common["kinds_by_m"]["miss"] == [1.0, 1.0] and rare["kinds_by_m"] == {}  # blank samples miss
     assert summary["sample_spearman"] == {"not_exact": None, "wrong_shapes": None}  # one group read
+    # The grids are read once: without them, the next call takes what was read from samples.jsonl.
+    shutil.rmtree(tmp_path / "scores" / "common-0" / "samples")
+    again = summarise(records, rows, config)
+    read_samples(again, tmp_path, records, rows, config)
+    assert again["groups"]["common"]["kinds_by_m"] == common["kinds_by_m"]
+    assert again["sample_kinds"] == summary["sample_kinds"] and list(again["sample_kinds"]) == ["common-0"]

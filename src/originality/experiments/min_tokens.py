@@ -48,6 +48,9 @@ GROUPS: dict[str, tuple[tuple[str, str], float]] = {
     "unseen": (("square", "triangle"), 0.0),
 }
 SETTINGS_FILE = "experiment.json"
+# Per-query read-backs, appended as they are made so that a rerun redoes only new queries.
+CAPTIONS = "captions.jsonl"
+SAMPLES = "samples.jsonl"
 
 
 @dataclass
@@ -137,24 +140,38 @@ def run_min_tokens(
     *,
     training: str | Path | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Score every query (resuming), then write the figures, summary.json and report.html."""
-    from originality.batch import score_all
+) -> dict[str, Any] | None:
+    """Score every query (resuming), then write the figures, summary.json and report.html.
+
+    Under ``accelerate launch`` (or ``torchrun``) the processes share the queries (each scores
+    every K-th unfinished one); the first writes the folder's files and returns the summary,
+    the others return None.
+    """
+    from originality.batch import processes, score_all
     from originality.models.pipeline import load_pipeline, model_identity
 
     config.validate()
+    procs = processes()
     out = Path(out)
     # The query count is left out: rerunning with more --queries adds queries to a finished run.
     settings = {"config": {**config.to_dict(), "queries": None}, "model": model_identity(model)}
-    resuming = _check_out(out, settings)
-    pipeline = load_pipeline(model)  # a bad --model fails before anything is written
-    if not resuming:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=1) + "\n")
-    rows = make_queries(out, config)
-    compared = check_not_in_training(out, rows, training) if training else None
+    resuming = _check_out(out, settings)  # every process checks before the first one writes
+    pipeline = load_pipeline(model, device=procs.device)  # a bad --model fails before anything is written
+    procs.barrier()
+    if procs.index == 0:
+        if not resuming:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=1) + "\n")
+        rows = make_queries(out, config)
+        compared = check_not_in_training(out, rows, training) if training else None
+    procs.barrier()
+    if procs.index > 0:
+        with (out / "queries.csv").open(newline="") as f:
+            rows = list(csv.DictReader(f))
     started = time.perf_counter()
-    records = score_all(out / "queries.csv", pipeline, config.score, out / "scores", progress=progress)
+    records = score_all(out / "queries.csv", pipeline, config.score, out / "scores", progress=progress, procs=procs)
+    if procs.index > 0:
+        return None
     summary = summarise(records, rows, config)
     read_samples(summary, out, records, rows, config)
     caption_ceiling(summary, out, pipeline, records, rows, config, progress=progress)
@@ -254,9 +271,11 @@ def read_samples(
       share of m = 1 samples that fail (not exact; not the right shapes): threshold-free, and
       positive in the paper's direction, like the minimum-token rho.
 
-    A query whose grids are absent (a run resumed from its committed ``results.jsonl`` alone) is
-    left out; ``detected_elements_queries`` says how many were read.
+    Each query's grids are read once, into ``samples.jsonl``; a query whose grids are absent and
+    that file does not hold (a run resumed from its committed ``results.jsonl`` alone) is left
+    out; ``detected_elements_queries`` says how many were read.
     """
+    from originality.batch import append_record, read_records
     from originality.detection.detector import MATCH_KINDS, ElementDetector, kind_shares
     from originality.report.grids import grid_cell
     from originality.shapes.captions import parse_caption
@@ -264,27 +283,33 @@ def read_samples(
     score = config.score
     if not reads_elements(score.distance, score.check):
         return
-    detector = ElementDetector.load(threshold=score.detector_threshold)
+    done = read_records(out / SAMPLES)
+    detector = None
     row_of = {r["image"]: r for r in rows}
     counts: dict[str, list[list[float]]] = {g: [] for g in config.groups}
     kinds: dict[str, list[dict[str, list[float]]]] = {g: [] for g in config.groups}
     by_query: dict[str, dict[str, list[float]]] = {}
     for r in records:
         grids = [out / "scores" / r["folder"] / "samples" / f"m{m}.png" for m in range(1, score.max_tokens + 1)]
-        if not all(g.is_file() for g in grids):
+        if r["image"] not in done and all(g.is_file() for g in grids):
+            detector = detector or ElementDetector.load(threshold=score.detector_threshold)
+            want = Counter(parse_caption(row_of[r["image"]]["caption"]))
+            per_m, shares = [], {k: [] for k in MATCH_KINDS}
+            for path in grids:
+                grid, size = Image.open(path), (config.size,) * 2
+                cells = [grid_cell(grid, i).resize(size, Image.Resampling.BOX) for i in range(score.samples)]
+                found = detector.detect(cells)
+                per_m.append(float(np.mean([len(d) for d in found])))
+                for kind, share in kind_shares(found, want).items():
+                    shares[kind].append(share)
+            done[r["image"]] = {"image": r["image"], "elements_by_m": per_m, "kinds": shares}
+            append_record(out, done[r["image"]], SAMPLES)  # read once: later calls reuse it
+        if r["image"] not in done:
             continue
-        group, want = row_of[r["image"]]["group"], Counter(parse_caption(row_of[r["image"]]["caption"]))
-        per_m, shares = [], {k: [] for k in MATCH_KINDS}
-        for path in grids:
-            grid = Image.open(path)
-            cells = [grid_cell(grid, i).resize((config.size,) * 2, Image.Resampling.BOX) for i in range(score.samples)]
-            found = detector.detect(cells)
-            per_m.append(float(np.mean([len(d) for d in found])))
-            for kind, share in kind_shares(found, want).items():
-                shares[kind].append(share)
-        counts[group].append(per_m)
-        kinds[group].append(shares)
-        by_query[r["image"]] = shares
+        group = row_of[r["image"]]["group"]
+        counts[group].append(done[r["image"]]["elements_by_m"])
+        kinds[group].append(done[r["image"]]["kinds"])
+        by_query[r["image"]] = done[r["image"]]["kinds"]
     xs, fails = [], {"not_exact": [], "wrong_shapes": []}
     for g in config.groups:
         v = summary["groups"][g]
@@ -297,9 +322,6 @@ def read_samples(
             fails["wrong_shapes"].append(q["miss"][0])
     summary["sample_spearman"] = {name: spearman(xs, ys) for name, ys in fails.items()}
     summary["sample_kinds"] = by_query
-
-
-CAPTIONS = "captions.jsonl"
 
 
 def caption_ceiling(
