@@ -41,6 +41,7 @@ def test_a_query_equal_to_a_training_image_is_refused(tiny_data, tmp_path):
 
     config = MinTokensConfig(queries=2, size=32)
     rows = make_queries(tmp_path, config)
+    assert [r["group"] for r in rows] == ["common", "rare", "unseen"] * 2  # a stopped run scored groups evenly
     assert check_not_in_training(tmp_path, rows, tiny_data) > 0  # common captions were compared
     record = next(r for r in read_table(tiny_data).to_pylist() if r["component"] == "common")
     Image.open(io.BytesIO(record["image"]["bytes"])).save(tmp_path / rows[0]["image"])

@@ -93,12 +93,15 @@ def render_query(group: str, index: int, seed: int, size: int = 64) -> tuple[Ima
 
 
 def make_queries(out: Path, config: MinTokensConfig) -> list[dict[str, str]]:
-    """Write ``queries/<group>-<i>.png`` and ``queries.csv`` (image, group, caption)."""
+    """Write ``queries/<group>-<i>.png`` and ``queries.csv`` (image, group, caption).
+
+    The rows go index by index (common-00, rare-00, unseen-00, common-01, ...), so that a run
+    stopped part way has scored the groups evenly."""
     folder = out / "queries"
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
-    for group in config.groups:
-        for i in range(config.queries):
+    for i in range(config.queries):
+        for group in config.groups:
             image, text = render_query(group, i, config.query_seed, config.size)
             name = f"{group}-{i:02d}.png"
             image.save(folder / name)
