@@ -194,7 +194,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_accelerate_launch_splits_a_folder_over_two_processes(tmp_path):
+def test_two_processes_split_a_folder(tmp_path):
     pipeline = tiny_clip_pipeline(tmp_path / "build")
     pipeline.save_pretrained(tmp_path / "model", safe_serialization=True)
     images = tmp_path / "in"
@@ -203,8 +203,7 @@ def test_accelerate_launch_splits_a_folder_over_two_processes(tmp_path):
     for i, colour in enumerate(colours):
         house(images / f"h{i}.png", colour)
     cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
         "-m", "originality.cli", "score", str(images), "--model", str(tmp_path / "model"),
         "--domain", str(domain_file(tmp_path)), "--no-check", "--steps", "2", "--samples", "2",
         "--inference-steps", "2", "--max-tokens", "1", "--out", str(tmp_path / "out"), "--quiet",
@@ -214,6 +213,7 @@ def test_accelerate_launch_splits_a_folder_over_two_processes(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     lines = [json.loads(x) for x in (tmp_path / "out" / RESULTS).read_text().splitlines()]
     assert sorted(r["image"] for r in lines) == [f"h{i}.png" for i in range(5)]  # each once
+    assert sorted(r["process"] for r in lines) == [0, 0, 0, 1, 1]  # both processes scored their share
     assert not list((tmp_path / "out").glob(PARTS)) and not list((tmp_path / "out").glob(".lock*"))
     assert all((tmp_path / "out" / r["folder"] / "result.json").is_file() for r in lines)
     assert run.stdout.count("results:") == 1  # one summary, from the first process

@@ -4,8 +4,9 @@ Each finished image gets its own folder (written under a temporary name, renamed
 complete) and one line in ``results.jsonl``, appended with a single write and an fsync. A
 rerun skips the images already in ``results.jsonl``; a killed run loses nothing finished.
 
-Several processes (``accelerate launch --num_processes K -m originality.cli score ...``, one per
-GPU) split the images round-robin. Process k appends to its own ``results.rank<k>.jsonl``; at the
+Several processes split the images round-robin: ``accelerate launch --num_processes K -m
+originality.cli score ...`` (one per GPU) or ``torchrun --nproc-per-node K -m originality.cli
+score ...`` (GPUs or CPU cores). Process k appends to its own ``results.rank<k>.jsonl``; at the
 end the first process merges them into ``results.jsonl``. A run that died before the merge leaves
 its part files, which a rerun counts as finished and merges.
 """
@@ -33,7 +34,7 @@ LOCK = ".lock"
 
 @dataclass
 class Processes:
-    """This process's place among those ``accelerate launch`` started (one process: 0 of 1)."""
+    """This process's place among those ``accelerate launch`` or ``torchrun`` started (one process: 0 of 1)."""
 
     index: int = 0
     count: int = 1
@@ -49,11 +50,15 @@ class Processes:
 
 
 def processes() -> Processes:
+    """This process's place under ``accelerate launch`` (GPUs) or ``torchrun`` (GPUs or CPUs)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Processes()
+    import torch
     from accelerate import PartialState
 
-    state = PartialState()
+    # Without a GPU, accelerate joins torchrun's process group only when told it runs on CPUs;
+    # otherwise every process would take itself for the only one and score every image.
+    state = PartialState(cpu=not torch.cuda.is_available())
     return Processes(state.process_index, state.num_processes, state)
 
 
@@ -315,6 +320,7 @@ def _score_all(queries, pipeline, config, out: Path, *, domain, progress, distan
             # the check's verdict does not depend on the threshold: kept so that a threshold
             # sweep can be redone from this file alone
             "in_distribution": {t.m: t.in_distribution and t.in_distribution.passed for t in result.per_m},
+            "process": procs.index,  # which of the launched processes scored it
         }
         append_record(out, record, results_file)
 

@@ -202,8 +202,7 @@ def test_two_processes_share_the_queries(tiny_model, tmp_path):
         port = sock.getsockname()[1]
     out = tmp_path / "exp"
     cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
         "-m", "originality.cli", "experiment", "min-tokens", "--model", str(tiny_model), "--out", str(out),
         "--queries", "1", "--distance", "ssim", "--no-check", "--threshold", "0.99", "--steps", "2",
         "--samples", "2", "--max-tokens", "1", "--quiet",
@@ -213,6 +212,7 @@ def test_two_processes_share_the_queries(tiny_model, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     lines = [json.loads(x) for x in (out / "scores" / "results.jsonl").read_text().splitlines()]
     assert sorted(r["image"] for r in lines) == [f"queries/{g}-00.png" for g in ("common", "rare", "unseen")]
+    assert sorted(r["process"] for r in lines) == [0, 0, 1]  # both processes scored their share
     assert not list((out / "scores").glob("results.rank*.jsonl"))
     assert (out / "summary.json").is_file() and run.stdout.count("summary.json") == 1  # the first process reports
 
