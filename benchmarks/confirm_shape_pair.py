@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from originality.experiments.min_tokens import spearman
+from originality.experiments.min_tokens_evidence import spearman
 
 
 def confirm(summary: dict, first: int, last: int) -> dict:
