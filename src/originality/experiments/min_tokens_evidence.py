@@ -189,8 +189,7 @@ def threshold_sweep(
     for t in thresholds:
         tokens = {g: [] for g in config.groups}
         for g, ds, ok in curves:
-            passing = [m for m in range(1, m_max + 1) if ds[m] <= t and ok[m]]
-            tokens[g].append(passing[0] if passing else m_max + 1)
+            tokens[g].append(first_pass(ds, ok, t, m_max))
         xs = [rank[g] for g in config.groups for _ in tokens[g]]
         ys = [m for g in config.groups for m in tokens[g]]
         points.append(
@@ -203,6 +202,14 @@ def threshold_sweep(
         )
     summary["threshold_sweep"] = {"queries": len(curves), "preset_threshold": config.score.threshold, "points": points}
     return summary["threshold_sweep"]
+
+
+def first_pass(distances: dict[int, float], checks: dict[int, bool], threshold: float, m_max: int) -> int:
+    """The search's rule: the smallest m whose distance is <= the threshold and whose check
+    passed; M + 1 ("+") when none does. The tolerance keeps shares such as 4 / 16 on the
+    threshold they equal."""
+    passing = [m for m in range(1, m_max + 1) if distances[m] <= threshold + 1e-9 and checks[m]]
+    return passing[0] if passing else m_max + 1
 
 
 def check_verdicts(out: Path, record: dict[str, Any]) -> dict[int, bool] | None:
@@ -244,9 +251,8 @@ def shape_pair_verdict(
         checks = check_verdicts(out, r)
         if r["image"] not in kinds or checks is None:
             continue
-        misses = kinds[r["image"]]["miss"]
-        passing = [m for m in range(1, m_max + 1) if misses[m - 1] <= threshold + 1e-9 and checks[m]]
-        tokens[r["image"]] = passing[0] if passing else m_max + 1
+        misses = dict(enumerate(kinds[r["image"]]["miss"], start=1))
+        tokens[r["image"]] = first_pass(misses, checks, threshold, m_max)
     labels = summary["labels"]
     groups = {}
     for g in config.groups:
