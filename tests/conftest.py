@@ -1,4 +1,7 @@
 import os
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -8,6 +11,23 @@ import torch
 if "PYTEST_XDIST_WORKER" in os.environ:
     torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def torchrun():
+    """Run ``originality`` CLI arguments in two CPU processes under torchrun, one thread each."""
+
+    def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+        return subprocess.run(
+            [*cmd, "-m", "originality.cli", *args], capture_output=True, text=True, env=env, timeout=timeout
+        )
+
+    return run
 
 
 @pytest.fixture(scope="session")

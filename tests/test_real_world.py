@@ -3,9 +3,6 @@ cache, domains, the editability check with a CLIP classifier, DreamSim's offline
 audits spread over processes by ``accelerate launch``."""
 
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -188,13 +185,7 @@ def test_part_files_of_dead_processes_count_and_merge_once(tmp_path):
     assert lines == ["a.png", "b.png"] and not list(tmp_path.glob(PARTS))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_two_processes_split_a_folder(tmp_path):
+def test_two_processes_split_a_folder(tmp_path, torchrun):
     pipeline = tiny_clip_pipeline(tmp_path / "build")
     pipeline.save_pretrained(tmp_path / "model", safe_serialization=True)
     images = tmp_path / "in"
@@ -202,14 +193,11 @@ def test_two_processes_split_a_folder(tmp_path):
     colours = ["red", "green", "blue", "black", "orange"]
     for i, colour in enumerate(colours):
         house(images / f"h{i}.png", colour)
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
-        "-m", "originality.cli", "score", str(images), "--model", str(tmp_path / "model"),
+    run = torchrun(
+        "score", str(images), "--model", str(tmp_path / "model"),
         "--domain", str(domain_file(tmp_path)), "--no-check", "--steps", "2", "--samples", "2",
         "--inference-steps", "2", "--max-tokens", "1", "--out", str(tmp_path / "out"), "--quiet",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     lines = [json.loads(x) for x in (tmp_path / "out" / RESULTS).read_text().splitlines()]
     assert sorted(r["image"] for r in lines) == [f"h{i}.png" for i in range(5)]  # each once

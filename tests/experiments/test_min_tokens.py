@@ -13,6 +13,7 @@ from originality.experiments.min_tokens import (
     render_query,
     run_min_tokens,
     summarise,
+    training_fractions,
 )
 from originality.method.search import score_preset
 from originality.shapes.captions import parse_caption
@@ -105,24 +106,13 @@ def test_experiment_writes_figures_and_resumes(tiny_model, tiny_data, tmp_path):
         run_min_tokens(tiny_model, out, other, progress=False)
 
 
-def test_two_processes_share_the_queries(tiny_model, tmp_path):
-    import os
-    import socket
-    import subprocess
-    import sys
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+def test_two_processes_share_the_queries(tiny_model, tmp_path, torchrun):
     out = tmp_path / "exp"
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
-        "-m", "originality.cli", "experiment", "min-tokens", "--model", str(tiny_model), "--out", str(out),
+    run = torchrun(
+        "experiment", "min-tokens", "--model", str(tiny_model), "--out", str(out),
         "--queries", "1", "--distance", "ssim", "--no-check", "--threshold", "0.99", "--steps", "2",
         "--samples", "2", "--max-tokens", "1", "--quiet",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     lines = [json.loads(x) for x in (out / "scores" / "results.jsonl").read_text().splitlines()]
     assert sorted(r["image"] for r in lines) == [f"queries/{g}-00.png" for g in ("common", "rare", "unseen")]
@@ -141,3 +131,12 @@ def test_bad_settings_are_refused(tmp_path):
     with pytest.raises(OriginalityError, match="not an experiment"):
         run_min_tokens(None, tmp_path / "x", MinTokensConfig(queries=1), progress=False)
     assert (tmp_path / "x" / "file.txt").read_text() == "mine"
+
+
+def test_group_fractions_come_from_the_models_training_spec(tiny_model, tmp_path):
+    assert training_fractions(tiny_model) == {"common": 0.3, "rare": 0.001, "unseen": 0.0}
+    rarer = tmp_path / "rarer" / "training"
+    rarer.mkdir(parents=True)
+    (rarer / "summary.json").write_text(json.dumps({"dataset": {"spec": "originality-mix-rarer"}}))
+    assert training_fractions(rarer.parent)["rare"] == 0.0001
+    assert training_fractions(tmp_path / "not-ours")["rare"] == 0.001  # no summary: App. E.1's numbers

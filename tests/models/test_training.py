@@ -187,3 +187,20 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path,
     tensors, state = checkpoints.read_checkpoint(folder)
     assert state["step"] == 1 and torch.equal(tensors["unet"]["w"], torch.ones(3))
     assert not folder.with_name("checkpoint.tmp").exists()
+
+
+def test_two_cpu_processes_train_one_model_and_stop_together(small_data, tmp_path, torchrun):
+    out = tmp_path / "ddp"
+    args = ["train", "--data", str(small_data), "--out", str(out), "--preset", "tiny", "--quiet"]
+    # A budget that runs out mid-training: the ranks see the deadline at different moments, and
+    # must still stop at the same step (else one waits forever in the next all-reduce).
+    first = torchrun(*args, "--hours", "0.0005", timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    state = json.loads((out / "training" / "checkpoint" / "state.json").read_text())
+    assert state["step"] < 128 or state["stage"] == "vae"
+    done = torchrun(*args, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    s = summary(out)
+    assert s["processes"] == 2  # one process group, not two models trained side by side
+    assert s["steps"] == {"vae": 16, "unet": 32} and s["finished"]
+    assert s["samples_seen"]["unet"] == 32 * train_preset("tiny").unet_batch  # the global batch, split

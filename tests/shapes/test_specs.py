@@ -42,6 +42,14 @@ def test_originality_mix_samples_follow_its_rules():
         assert all(e.size == "big" and e.texture == "full" for e in elements)
 
 
+def test_rarer_mix_differs_from_the_mix_only_in_the_rare_fraction():
+    mix, rarer = preset("originality-mix"), preset("originality-mix-rarer")
+    assert [(c.name, c.fraction) for c in rarer.components] == [("common", 0.3), ("rare", 0.0001)]
+    assert mix.components[1].fraction == 0.001 and "0.1%" in mix.description and "0.01%" in rarer.description
+    same = {k: v for k, v in mix.to_dict().items() if k not in ("name", "components", "description")}
+    assert same == {k: v for k, v in rarer.to_dict().items() if k not in ("name", "components", "description")}
+
+
 def test_spec_files_load_from_json_and_yaml_with_a_base(tmp_path):
     (tmp_path / "s.json").write_text(json.dumps({"base": "originality-mix", "name": "mine", "empty_fraction": 0.2}))
     (tmp_path / "s.yaml").write_text("name: y\nshapes: [circle, star]\ncolours: [red]\nmax_elements: 2\n")

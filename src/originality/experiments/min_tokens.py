@@ -56,6 +56,25 @@ GROUPS: dict[str, tuple[tuple[str, str], float]] = {
 SETTINGS_FILE = "experiment.json"
 
 
+def training_fractions(model: str | Path | None) -> dict[str, float]:
+    """Each group's fraction of the model's training images, read from its training summary.
+
+    A model trained by ``originality`` on a preset mix (``originality-mix-rarer``, say) names its
+    spec there; any other model gets App. E.1's fractions.
+    """
+    from originality.models.pipeline import default_model
+    from originality.shapes import preset
+
+    fractions = {g: f for g, (_, f) in GROUPS.items()}
+    folder = default_model() if model is None else Path(model)
+    try:
+        spec = preset(json.loads((folder / "training" / "summary.json").read_text())["dataset"]["spec"])
+    except (OSError, ValueError, KeyError, TypeError, OriginalityError):
+        return fractions
+    fractions.update({c.name: c.fraction for c in spec.components if c.name in fractions})
+    return fractions
+
+
 @dataclass
 class MinTokensConfig:
     queries: int = 20  # per group (paper: 20)
@@ -178,7 +197,7 @@ def run_min_tokens(
     records = score_all(out / "queries.csv", pipeline, config.score, out / "scores", progress=progress, procs=procs)
     if procs.index > 0:
         return None
-    summary = summarise(records, rows, config)
+    summary = summarise(records, rows, config, training_fractions(model))
     # The evidence beside the verdict: each adds its numbers to the summary.
     read_samples(summary, out, records, rows, config)
     caption_ceiling(summary, out, records, rows, config, pipeline=pipeline, progress=progress)
@@ -203,14 +222,20 @@ def _check_out(out: Path, settings: dict[str, Any]) -> bool:
     return False
 
 
-def summarise(records: list[dict[str, Any]], rows: list[dict[str, str]], config: MinTokensConfig) -> dict[str, Any]:
+def summarise(
+    records: list[dict[str, Any]],
+    rows: list[dict[str, str]],
+    config: MinTokensConfig,
+    fractions: dict[str, float] | None = None,
+) -> dict[str, Any]:
     m_max = config.score.max_tokens
     labels = [str(m) for m in range(1, m_max + 1)] + ["+"]
     group_of = {r["image"]: r["group"] for r in rows}
     by_group: dict[str, list[dict[str, Any]]] = {g: [] for g in config.groups}
     for r in records:
         by_group[group_of[r["image"]]].append(r)
-    rank = {g: i + 1 for i, g in enumerate(sorted(config.groups, key=lambda g: -GROUPS[g][1]))}
+    fractions = fractions or {g: f for g, (_, f) in GROUPS.items()}
+    rank = {g: i + 1 for i, g in enumerate(sorted(config.groups, key=lambda g: -fractions[g]))}
     groups: dict[str, Any] = {}
     xs, ys = [], []
     for g, rs in by_group.items():
@@ -220,7 +245,7 @@ def summarise(records: list[dict[str, Any]], rows: list[dict[str, str]], config:
         curves = np.array([[d[m] for m in range(1, m_max + 1)] for d in per_m]).reshape(len(rs), m_max)
         groups[g] = {
             "pair": list(GROUPS[g][0]),
-            "training_fraction": GROUPS[g][1],
+            "training_fraction": fractions[g],
             "frequency_rank": rank[g],
             "queries": len(rs),
             "histogram": {lab: sum(r["label"] == lab for r in rs) for lab in labels},
@@ -290,7 +315,7 @@ def write_report(out: Path, summary: dict[str, Any], records: list[dict[str, Any
     m_max = summary["settings"]["score"]["max_tokens"]
     by_image = {r["image"]: r for r in records}
     table = "".join(
-        f"<tr><td>{e(g)}</td><td>{e(' + '.join(v['pair']))}</td><td>{v['training_fraction']:.1%}</td>"
+        f"<tr><td>{e(g)}</td><td>{e(' + '.join(v['pair']))}</td><td>{v['training_fraction'] * 100:g}%</td>"
         f"<td>{v['queries']}</td>"
         + "".join(f"<td>{v['histogram'][lab]}</td>" for lab in summary["labels"])
         + f"<td>{_fmt(v['mean_soft_tokens'])}</td>"

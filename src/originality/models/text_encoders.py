@@ -22,6 +22,7 @@ Decisions taken here, the same for training, sampling and inversion:
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -52,7 +53,10 @@ def tiny_text_encoder(folder: Path, seed: int = 0) -> tuple[PreTrainedTokenizerB
     """A small random BERT whose vocabulary is the shapes words (written to ``folder``)."""
     folder.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_WORDS]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    # Written whole, then renamed: processes of one torchrun job build it in the same folder.
+    tmp = folder / f"vocab.txt.{os.getpid()}"
+    tmp.write_text("\n".join(vocab) + "\n")
+    tmp.replace(folder / "vocab.txt")
     tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
     config = BertConfig(
         vocab_size=len(vocab),

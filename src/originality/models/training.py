@@ -66,13 +66,16 @@ class RunState:
     calls: int = 0  # calls that trained at least one step (0 in states written before it was counted)
 
 
+def _loss(value: float | None) -> str:
+    return "none yet" if value is None else f"{value:.5f}"
+
+
 def _generator(*key: int) -> torch.Generator:
     seed = int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0] % (2**63))
     return torch.Generator().manual_seed(seed)
 
 
 @functools.lru_cache(maxsize=2)
-@functools.lru_cache(maxsize=1)
 def _epoch_permutation(n: int, seed: int, stage: int, epoch: int) -> torch.Tensor:
     """Drawn once per epoch (cached), not once per step; callers only slice it."""
     return torch.randperm(n, generator=_generator(seed, stage, epoch))
@@ -176,7 +179,9 @@ class Trainer:
         self.command = command or " ".join(sys.argv)
         self.on_step = on_step
         self.work = self.out / "training"
-        self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
+        # Without a GPU, accelerate joins torchrun's process group only when told it runs on CPUs;
+        # otherwise every process takes itself for the only one and trains a model of its own.
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
         self.device = self.accelerator.device
         self._check_out(overwrite)
 
@@ -266,8 +271,10 @@ class Trainer:
         if run.stage == "unet":
             text = CaptionEmbeddings(tokenizer, encoder, captions, self.device, self.progress)
             finished = self._train_unet(unet, mean, std, captions, text, tensors, run, budget)
-            if not finished and not self._out_of_time():
+            # Stopped by a test's step budget, or out of time before any UNet step: no snapshot to save.
+            if not finished and (run.step == 0 or not self._out_of_time()):
                 return self.out
+            self.accelerator.wait_for_everyone()  # rank 0 has written the last checkpoint
             tensors, run = self._load_state()
         unet.load_state_dict(tensors["ema"])
         vae.register_to_config(scaling_factor=run.scaling_factor)
@@ -276,7 +283,14 @@ class Trainer:
         return self.out
 
     def _out_of_time(self) -> bool:
-        return self._deadline is not None and time.perf_counter() >= self._deadline
+        if self._deadline is None:  # the same on every rank
+            return False
+        late = time.perf_counter() >= self._deadline
+        if self.accelerator.num_processes == 1:
+            return late
+        # Every rank stops at the same step, or the others would wait forever in the next all-reduce.
+        flag = torch.tensor([float(late)], device=self.device)
+        return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
 
     # -- stage 1: the VAE ----------------------------------------------------------------------------
     def _steps(self, n: int, batch: int, epochs: float) -> int:
@@ -519,6 +533,7 @@ class Trainer:
             },
             "steps": {k: len(v) and v[-1][0] for k, v in run.losses.items()},
             "samples_seen": run.samples_seen,
+            "processes": self.accelerator.num_processes,
             "final_loss": {k: v[-1][1] if v else None for k, v in run.losses.items()},
             "seconds": run.seconds,
             "scaling_factor": run.scaling_factor,
@@ -543,10 +558,11 @@ class Trainer:
                 f"- VAE: pretrained, frozen, from `{self.config.vae_from}`\n"
                 if self.config.vae_from
                 else f"- VAE: {s['steps']['vae']} steps ({s['samples_seen']['vae']} samples), final loss "
-                f"{s['final_loss']['vae']:.5f}, {s['seconds']['vae']:.0f} s\n"
+                f"{_loss(s['final_loss']['vae'])}, {s['seconds']['vae']:.0f} s\n"
             )
             + f"- UNet: {s['steps']['unet']} steps ({s['samples_seen']['unet']} samples), final loss "
-            f"{s['final_loss']['unet']:.5f}, {s['seconds']['unet']:.0f} s (latents {s['seconds']['latents']:.0f} s)\n"
+            f"{_loss(s['final_loss']['unet'])}, {s['seconds']['unet']:.0f} s "
+            f"(latents {s['seconds']['latents']:.0f} s)\n"
             f"- latent scaling factor (measured): {s['scaling_factor']:.5f}\n"
             + (
                 ""

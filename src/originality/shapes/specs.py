@@ -19,6 +19,8 @@ Presets (see :func:`list_presets`):
   variant's size and texture, so the four variants hold out four different elements.
 * ``originality-mix``: App. E.1 (big, full; common 30%, rare 0.1%, unseen never).
 * ``originality-mix-fixed``: the same with the common pair at one fixed place (App. C).
+* ``originality-mix-rarer``: the same with the rare pair ten times rarer (0.01%, 10 images in
+  100K): at 0.1% a CPU-trained model draws the rare pair as well as the common one.
 * ``all-elements``: all 60 elements, nothing held out (the detector's training data).
 """
 
@@ -243,6 +245,7 @@ VARIANTS: dict[str, tuple[str, str]] = {
 LADDER_MAX_ELEMENTS = 6
 MIX_MAX_ELEMENTS = 4
 DEFAULT_FIXED_CENTRES = [(0.3, 0.5), (0.7, 0.5)]
+RARER_FRACTION = 0.0001
 
 
 def ladder(level: int, variant: str) -> DatasetSpec:
@@ -265,19 +268,22 @@ def ladder(level: int, variant: str) -> DatasetSpec:
     )
 
 
-def originality_mix(fixed_location: bool = False) -> DatasetSpec:
+def originality_mix(fixed_location: bool = False, rare_fraction: float = 0.001) -> DatasetSpec:
     common = Component(
         "common", 0.30, ["circle", "square"], fixed_centres=list(DEFAULT_FIXED_CENTRES) if fixed_location else None
     )
+    name = "originality-mix-fixed" if fixed_location else "originality-mix"
+    if rare_fraction != 0.001:
+        name = "originality-mix-rarer" if rare_fraction == RARER_FRACTION else f"originality-mix-rare{rare_fraction:g}"
     return DatasetSpec(
-        name="originality-mix-fixed" if fixed_location else "originality-mix",
+        name=name,
         sizes=["big"],
         textures=["full"],
         max_elements=MIX_MAX_ELEMENTS,
-        components=[common, Component("rare", 0.001, ["circle", "triangle"])],
+        components=[common, Component("rare", rare_fraction, ["circle", "triangle"])],
         at_most_one_of=["circle", "square", "triangle"],
         description=(
-            "App. E.1 originality mix: common (circle, square) 30%, rare (circle, triangle) 0.1%, "
+            f"App. E.1 originality mix: common (circle, square) 30%, rare (circle, triangle) {rare_fraction * 100:g}%, "
             "unseen (square, triangle) never" + ("; common pair at fixed centres (App. C)." if fixed_location else ".")
         ),
     )
@@ -293,7 +299,7 @@ def all_elements() -> DatasetSpec:
 
 def list_presets() -> list[str]:
     names = [f"ladder-{lv}-{v}" for lv in LADDER_LEVELS for v in VARIANTS]
-    return names + ["originality-mix", "originality-mix-fixed", "all-elements"]
+    return names + ["originality-mix", "originality-mix-fixed", "originality-mix-rarer", "all-elements"]
 
 
 def preset(name: str) -> DatasetSpec:
@@ -302,6 +308,8 @@ def preset(name: str) -> DatasetSpec:
         return originality_mix()
     if name == "originality-mix-fixed":
         return originality_mix(fixed_location=True)
+    if name == "originality-mix-rarer":
+        return originality_mix(rare_fraction=RARER_FRACTION)
     if name == "all-elements":
         return all_elements()
     if name.startswith("ladder-"):
