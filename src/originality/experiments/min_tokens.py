@@ -240,7 +240,7 @@ def summarise(
     xs, ys = [], []
     for g, rs in by_group.items():
         tokens = [m_max + 1 if r["count"] is None else r["count"] for r in rs]
-        # results.jsonl keys m as text; records fresh from score_all key it as int
+        # results.jsonl (JSON) keys m as text
         per_m = [{int(m): d for m, d in r["distances"].items()} for r in rs]
         curves = np.array([[d[m] for m in range(1, m_max + 1)] for d in per_m]).reshape(len(rs), m_max)
         groups[g] = {
