@@ -7,7 +7,8 @@ For each group's calibration queries (the calibration seed, never the experiment
 model with the query's true caption at each guidance scale and print, for all queries and for
 the one- and two-colour pairs apart, the share of samples the detector (confidence 0.5) reads as
 exactly the query's elements, as the query's shapes and colours with the colours on the other
-shapes (``swapped``), and as the right shapes whatever their colours.
+shapes (``swapped``), and as the right shapes whatever their colours; then the gap between the
+common and the rare group's exact shares.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ def main() -> None:
                 shapes = 1 - np.mean([r[str(s)]["miss"] for r in mine])
                 cells.append(f"{exact:.2f}/{swapped:.2f}/{shapes:.2f}")
             print(f"{group + ' ' + label:19s} {len(mine):2d} " + " ".join(f"{c:>24s}" for c in cells))
+    exact = {(g, s): np.mean([r[str(s)]["exact"] for r in rows if r["group"] == g]) for g in GROUPS for s in scales}
+    # How much less familiar the rare pair is than the common one (results/min-tokens-rarer/preregistration.md).
+    print(f"{'common - rare exact':22s} " + " ".join(f"{exact['common', s] - exact['rare', s]:>24.2f}" for s in scales))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
