@@ -197,7 +197,7 @@ def test_two_cpu_processes_train_one_model_and_stop_together(small_data, tmp_pat
     first = torchrun(*args, "--hours", "0.0005", timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
     state = json.loads((out / "training" / "checkpoint" / "state.json").read_text())
-    assert state["step"] < 128 or state["stage"] == "vae"
+    assert state["stage"] in ("vae", "unet")  # the budget stopped it before the end
     done = torchrun(*args, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     s = summary(out)

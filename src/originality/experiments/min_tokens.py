@@ -53,6 +53,7 @@ GROUPS: dict[str, tuple[tuple[str, str], float]] = {
     "rare": (("circle", "triangle"), 0.001),
     "unseen": (("square", "triangle"), 0.0),
 }
+APP_E1_FRACTIONS = {g: f for g, (_, f) in GROUPS.items()}
 SETTINGS_FILE = "experiment.json"
 
 
@@ -65,7 +66,7 @@ def training_fractions(model: str | Path | None) -> dict[str, float]:
     from originality.models.pipeline import default_model
     from originality.shapes import preset
 
-    fractions = {g: f for g, (_, f) in GROUPS.items()}
+    fractions = dict(APP_E1_FRACTIONS)
     folder = default_model() if model is None else Path(model)
     try:
         spec = preset(json.loads((folder / "training" / "summary.json").read_text())["dataset"]["spec"])
@@ -234,7 +235,7 @@ def summarise(
     by_group: dict[str, list[dict[str, Any]]] = {g: [] for g in config.groups}
     for r in records:
         by_group[group_of[r["image"]]].append(r)
-    fractions = fractions or {g: f for g, (_, f) in GROUPS.items()}
+    fractions = fractions or APP_E1_FRACTIONS
     rank = {g: i + 1 for i, g in enumerate(sorted(config.groups, key=lambda g: -fractions[g]))}
     groups: dict[str, Any] = {}
     xs, ys = [], []

@@ -19,8 +19,8 @@ Presets (see :func:`list_presets`):
   variant's size and texture, so the four variants hold out four different elements.
 * ``originality-mix``: App. E.1 (big, full; common 30%, rare 0.1%, unseen never).
 * ``originality-mix-fixed``: the same with the common pair at one fixed place (App. C).
-* ``originality-mix-rarer``: the same with the rare pair ten times rarer (0.01%, 10 images in
-  100K): at 0.1% a CPU-trained model draws the rare pair as well as the common one.
+* ``originality-mix-rarer``: the same with the rare pair ten times rarer (0.01%, about 10
+  images in 100K): at 0.1% a CPU-trained model draws the rare pair as well as the common one.
 * ``all-elements``: all 60 elements, nothing held out (the detector's training data).
 """
 
@@ -268,15 +268,12 @@ def ladder(level: int, variant: str) -> DatasetSpec:
     )
 
 
-def originality_mix(fixed_location: bool = False, rare_fraction: float = 0.001) -> DatasetSpec:
+def originality_mix(fixed_location: bool = False, rare_fraction: float = 0.001, name: str | None = None) -> DatasetSpec:
     common = Component(
         "common", 0.30, ["circle", "square"], fixed_centres=list(DEFAULT_FIXED_CENTRES) if fixed_location else None
     )
-    name = "originality-mix-fixed" if fixed_location else "originality-mix"
-    if rare_fraction != 0.001:
-        name = "originality-mix-rarer" if rare_fraction == RARER_FRACTION else f"originality-mix-rare{rare_fraction:g}"
     return DatasetSpec(
-        name=name,
+        name=name or ("originality-mix-fixed" if fixed_location else "originality-mix"),
         sizes=["big"],
         textures=["full"],
         max_elements=MIX_MAX_ELEMENTS,
@@ -309,7 +306,7 @@ def preset(name: str) -> DatasetSpec:
     if name == "originality-mix-fixed":
         return originality_mix(fixed_location=True)
     if name == "originality-mix-rarer":
-        return originality_mix(rare_fraction=RARER_FRACTION)
+        return originality_mix(rare_fraction=RARER_FRACTION, name=name)
     if name == "all-elements":
         return all_elements()
     if name.startswith("ladder-"):
