@@ -4,13 +4,13 @@ import math
 
 import pytest
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import AutoencoderKL, StableDiffusionPipeline
 from safetensors.torch import load_file
 
 from originality.errors import OriginalityError
 from originality.models import generate, load_pipeline, train, train_preset
 from originality.models.pipeline import save_pipeline
-from originality.models.training import Trainer
+from originality.models.training import Trainer, load_images, to_model_range
 
 
 def summary(folder):
@@ -191,7 +191,19 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path,
 
 def test_two_cpu_processes_train_one_model_and_stop_together(small_data, tmp_path, torchrun):
     out = tmp_path / "ddp"
-    args = ["train", "--data", str(small_data), "--out", str(out), "--preset", "tiny", "--quiet"]
+    # 127 images: the two ranks' latent shards differ in size (64 and 63).
+    args = [
+        "train",
+        "--data",
+        str(small_data),
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--quiet",
+        "--set",
+        "max_images=127",
+    ]
     # A budget that runs out mid-training: the ranks see the deadline at different moments, and
     # must still stop at the same step (else one waits forever in the next all-reduce).
     first = torchrun(*args, "--hours", "0.0005", timeout=300)
@@ -202,5 +214,14 @@ def test_two_cpu_processes_train_one_model_and_stop_together(small_data, tmp_pat
     assert done.returncode == 0, done.stderr[-2000:]
     s = summary(out)
     assert s["processes"] == 2  # one process group, not two models trained side by side
-    assert s["steps"] == {"vae": 16, "unet": 32} and s["finished"]
-    assert s["samples_seen"]["unet"] == 32 * train_preset("tiny").unet_batch  # the global batch, split
+    assert s["steps"] == {"vae": 15, "unet": 30} and s["finished"]
+    assert s["samples_seen"]["unet"] == 30 * train_preset("tiny").unet_batch  # the global batch, split
+    # Each rank encoded half the latents: gathered, they are every image's, in dataset order.
+    config = dataclasses.replace(train_preset("tiny"), max_images=127)
+    images, _, _ = load_images(small_data, config, progress=False)
+    vae = AutoencoderKL.from_pretrained(out / "vae").eval()
+    with torch.no_grad():
+        want = vae.encode(to_model_range(images)).latent_dist.mean
+    cached = load_file(out / "training" / "latents.safetensors")["mean"]
+    assert cached.shape == want.shape
+    torch.testing.assert_close(cached, want, atol=1e-4, rtol=1e-4)

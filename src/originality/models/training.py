@@ -175,13 +175,13 @@ class Trainer:
 
         quiet_libraries()  # library load reports and bars; the run has its own progress bar
         self.config, self.dataset, self.out = config, Path(dataset), Path(out)
-        self.progress = progress
         self.command = command or " ".join(sys.argv)
         self.on_step = on_step
         self.work = self.out / "training"
         # Without a GPU, accelerate joins torchrun's process group only when told it runs on CPUs;
         # otherwise every process takes itself for the only one and trains a model of its own.
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
+        self.progress = progress and self.accelerator.is_main_process  # one set of bars, not one per rank
         self.device = self.accelerator.device
         self._check_out(overwrite)
 
@@ -344,12 +344,20 @@ class Trainer:
         start = time.perf_counter()
         from tqdm.auto import tqdm
 
+        # Each process encodes one contiguous shard; the gather puts the shards back in order.
+        acc = self.accelerator
+        shard = -(-len(images) // acc.num_processes)
+        mine = images[acc.process_index * shard : (acc.process_index + 1) * shard]
         means, stds = [], []
-        for i in tqdm(range(0, len(images), 256), desc="encoding latents", disable=not self.progress):
-            dist = vae.encode(to_model_range(images[i : i + 256]).to(self.device)).latent_dist
+        for i in tqdm(range(0, len(mine), 256), desc="encoding latents", disable=not self.progress):
+            dist = vae.encode(to_model_range(mine[i : i + 256]).to(self.device)).latent_dist
             means.append(dist.mean.float().cpu())
             stds.append(dist.std.float().cpu())
         mean, std = torch.cat(means), torch.cat(stds)
+        if acc.num_processes > 1:
+            pad = shard - len(mean)  # the last shard may be short; gather needs equal sizes
+            mean, std = (torch.cat([t, t.new_zeros(pad, *t.shape[1:])]).to(self.device) for t in (mean, std))
+            mean, std = (acc.gather(t).cpu()[: len(images)] for t in (mean, std))
         # Scale latents to unit variance, as SD's 0.18215 does for its own VAE.
         run.scaling_factor = float(1.0 / torch.sqrt(mean.var() + (std**2).mean()))
         run.seconds["latents"] = time.perf_counter() - start
