@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -121,7 +122,8 @@ def _train(args: argparse.Namespace) -> None:
         command=command,
         max_minutes=minutes,
     )
-    if (out / "model_index.json").is_file():
+    # Under torchrun every process gets here; one line is enough.
+    if os.environ.get("RANK", "0") == "0" and (out / "model_index.json").is_file():
         print(f"saved pipeline to {out} (model card: {out / 'README.md'})")
 
 

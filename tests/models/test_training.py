@@ -212,6 +212,7 @@ def test_two_cpu_processes_train_one_model_and_stop_together(small_data, tmp_pat
     assert state["stage"] in ("vae", "unet")  # the budget stopped it before the end
     done = torchrun(*args, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("saved pipeline to") == 1  # one report, not one per process
     s = summary(out)
     assert s["processes"] == 2  # one process group, not two models trained side by side
     assert s["steps"] == {"vae": 15, "unet": 30} and s["finished"]
