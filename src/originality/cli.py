@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -122,8 +121,9 @@ def _train(args: argparse.Namespace) -> None:
         command=command,
         max_minutes=minutes,
     )
-    # Under torchrun every process gets here; one line is enough.
-    if os.environ.get("RANK", "0") == "0" and (out / "model_index.json").is_file():
+    from accelerate import PartialState  # the process group the trainer joined
+
+    if PartialState().is_main_process and (out / "model_index.json").is_file():  # one line, not one per process
         print(f"saved pipeline to {out} (model card: {out / 'README.md'})")
 
 

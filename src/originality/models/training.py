@@ -354,10 +354,9 @@ class Trainer:
             means.append(dist.mean.float().cpu())
             stds.append(dist.std.float().cpu())
         mean, std = torch.cat(means), torch.cat(stds)
-        if acc.num_processes > 1:
-            pad = shard - len(mean)  # the last shard may be short; gather needs equal sizes
-            mean, std = (torch.cat([t, t.new_zeros(pad, *t.shape[1:])]).to(self.device) for t in (mean, std))
-            mean, std = (acc.gather(t).cpu()[: len(images)] for t in (mean, std))
+        if acc.num_processes > 1:  # the last shard may be short: pad, gather, trim
+            mean, std = (acc.gather(acc.pad_across_processes(t.to(self.device))).cpu() for t in (mean, std))
+            mean, std = mean[: len(images)], std[: len(images)]
         # Scale latents to unit variance, as SD's 0.18215 does for its own VAE.
         run.scaling_factor = float(1.0 / torch.sqrt(mean.var() + (std**2).mean()))
         run.seconds["latents"] = time.perf_counter() - start
