@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 from originality.errors import OriginalityError
 from originality.models import generate, load_pipeline, train, train_preset
+from originality.models.config import with_overrides
 from originality.models.pipeline import save_pipeline
 from originality.models.training import Trainer, load_images, to_model_range
 
@@ -156,6 +157,13 @@ def test_the_shipped_models_run_can_still_be_continued():
     assert dataclasses.replace(train_preset("ship"), vae_from="shipped").fingerprint() != "1a3d13bab22e9e84"
 
 
+def test_changes_lists_only_what_differs_from_the_named_preset():
+    assert train_preset("ship").changes() == {}
+    config = with_overrides(train_preset("ship"), {"unet_lr": 6.4e-5, "unet.block_out_channels": [32, 64, 64]})
+    assert config.changes() == {"unet_lr": 6.4e-5, "unet.block_out_channels": (32, 64, 64)}
+    assert dataclasses.replace(config, preset="mine").changes() == {}  # no preset to compare with
+
+
 def test_a_pretrained_vae_is_used_frozen_and_stage_one_skipped(tiny_model, small_data, tiny_config, tmp_path):
     config = dataclasses.replace(tiny_config, vae_from=str(tiny_model), unet_epochs=0.5)
     out = train(config, small_data, tmp_path / "m", progress=False)
@@ -164,7 +172,10 @@ def test_a_pretrained_vae_is_used_frozen_and_stage_one_skipped(tiny_model, small
     source = load_file(tiny_model / "vae" / "diffusion_pytorch_model.safetensors")
     saved = load_file(out / "vae" / "diffusion_pytorch_model.safetensors")
     assert all(torch.equal(source[k], saved[k]) for k in source)
-    assert f"pretrained, frozen, from `{tiny_model}`" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert f"pretrained, frozen, from `{tiny_model}`" in card
+    # The card names what was changed from the preset, not only the preset's name.
+    assert f"preset: `tiny` with `vae_from={tiny_model}`, `unet_epochs=0.5`, `checkpoint_every=10`" in card
     bad = dataclasses.replace(tiny_config, vae_from=str(tmp_path / "nothing"))
     with pytest.raises(OriginalityError, match="no VAE found"):
         train(bad, small_data, tmp_path / "bad", progress=False)

@@ -131,6 +131,20 @@ class TrainConfig:
         data["unet"] = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["unet"].items()})
         return cls(**data)
 
+    def changes(self) -> dict[str, Any]:
+        """The settings that differ from the named preset's ("unet.block_out_channels" for nested ones),
+        so that a model card says more than "ship preset" for a run made with ``--set``."""
+        if self.preset not in PRESETS:
+            return {}
+        base, mine = PRESETS[self.preset]().to_dict(), self.to_dict()
+        out: dict[str, Any] = {}
+        for key, value in mine.items():
+            if isinstance(value, dict):
+                out.update({f"{key}.{k}": v for k, v in value.items() if v != base[key][k]})
+            elif value != base[key]:
+                out[key] = value
+        return out
+
     def fingerprint(self) -> str:
         """Hash of the settings a run cannot change midway.
 

@@ -66,6 +66,10 @@ class RunState:
     calls: int = 0  # calls that trained at least one step (0 in states written before it was counted)
 
 
+def _changed(changes: dict[str, Any]) -> str:
+    return " with " + ", ".join(f"`{k}={v}`" for k, v in changes.items()) if changes else ""
+
+
 def _loss(value: float | None) -> str:
     return "none yet" if value is None else f"{value:.5f}"
 
@@ -560,7 +564,9 @@ class Trainer:
             f"a VAE, then a UNet conditioned by the frozen text encoder `{self.config.text_encoder}`.\n\n"
             f"- dataset: `{s['dataset']['spec']}`, {s['dataset']['n']} images at {s['dataset']['size']} px, "
             f"seed {s['dataset']['seed']}\n"
-            f"- training seed: {self.config.seed}; preset: `{s['preset']}`\n"
+            f"- training seed: {self.config.seed}; preset: `{s['preset']}`"
+            + _changed(self.config.changes())
+            + "\n"
             + (
                 f"- VAE: pretrained, frozen, from `{self.config.vae_from}`\n"
                 if self.config.vae_from
