@@ -140,3 +140,10 @@ def test_group_fractions_come_from_the_models_training_spec(tiny_model, tmp_path
     (rarer / "summary.json").write_text(json.dumps({"dataset": {"spec": "originality-mix-rarer"}}))
     assert training_fractions(rarer.parent)["rare"] == 0.0001
     assert training_fractions(tmp_path / "not-ours")["rare"] == 0.001  # no summary: App. E.1's numbers
+    # A run on a user's spec file (no preset of that name) records the fractions themselves.
+    mine = tmp_path / "mine" / "training"
+    mine.mkdir(parents=True)
+    (mine / "summary.json").write_text(
+        json.dumps({"dataset": {"spec": "my-mix", "fractions": {"common": 0.5, "rare": 0.02}}})
+    )
+    assert training_fractions(mine.parent) == {"common": 0.5, "rare": 0.02, "unseen": 0.0}

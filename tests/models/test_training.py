@@ -27,6 +27,7 @@ def test_tiny_trains_and_both_losses_fall(tiny_model):
     s = summary(out)
     assert s["steps"] == {"vae": 64, "unet": 128}
     assert s["samples_seen"] == {"vae": 64 * 8, "unet": 128 * 8}
+    assert s["dataset"]["fractions"] == {"common": 0.3, "rare": 0.001}  # what min-tokens reads
     assert math.isfinite(s["scaling_factor"]) and s["scaling_factor"] > 0
     assert (out / "training" / "loss.png").stat().st_size > 1000
     card = (out / "README.md").read_text()

@@ -46,12 +46,12 @@ from originality.experiments.min_tokens_evidence import (
     threshold_sweep,
 )
 from originality.method.search import ScoreConfig
+from originality.shapes.specs import MIX_UNSEEN_PAIR, originality_mix
 
-# (shapes of the pair, fraction of the originality-mix training images): App. E.1.
-GROUPS: dict[str, tuple[tuple[str, str], float]] = {
-    "common": (("circle", "square"), 0.30),
-    "rare": (("circle", "triangle"), 0.001),
-    "unseen": (("square", "triangle"), 0.0),
+# (shapes of the pair, fraction of the originality-mix training images): App. E.1, read off the spec.
+GROUPS: dict[str, tuple[tuple[str, ...], float]] = {
+    **{c.name: (tuple(c.shapes), c.fraction) for c in originality_mix().components},
+    "unseen": (tuple(MIX_UNSEEN_PAIR), 0.0),
 }
 APP_E1_FRACTIONS = {g: f for g, (_, f) in GROUPS.items()}
 SETTINGS_FILE = "experiment.json"
@@ -60,8 +60,9 @@ SETTINGS_FILE = "experiment.json"
 def training_fractions(model: str | Path | None) -> dict[str, float]:
     """Each group's fraction of the model's training images, read from its training summary.
 
-    A model trained by ``originality`` on a preset mix (``originality-mix-rarer``, say) names its
-    spec there; any other model gets App. E.1's fractions.
+    A model trained by ``originality`` records its spec's component fractions there (older runs
+    only the spec's name, read as a preset such as ``originality-mix-rarer``); any other model
+    gets App. E.1's fractions.
     """
     from originality.models.pipeline import default_model
     from originality.shapes import preset
@@ -69,10 +70,11 @@ def training_fractions(model: str | Path | None) -> dict[str, float]:
     fractions = dict(APP_E1_FRACTIONS)
     folder = default_model() if model is None else Path(model)
     try:
-        spec = preset(json.loads((folder / "training" / "summary.json").read_text())["dataset"]["spec"])
-    except (OSError, ValueError, KeyError, TypeError, OriginalityError):
+        dataset = json.loads((folder / "training" / "summary.json").read_text())["dataset"]
+        recorded = dataset.get("fractions") or {c.name: c.fraction for c in preset(dataset["spec"]).components}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OriginalityError):
         return fractions
-    fractions.update({c.name: c.fraction for c in spec.components if c.name in fractions})
+    fractions.update({k: float(v) for k, v in recorded.items() if k in fractions})
     return fractions
 
 

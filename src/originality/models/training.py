@@ -538,6 +538,8 @@ class Trainer:
             "dataset": {
                 "path": str(self.dataset),
                 "spec": self.info["spec"]["name"],
+                # What a min-tokens run needs of a spec that is not a preset (a user's file).
+                "fractions": {c["name"]: c["fraction"] for c in self.info["spec"]["components"]},
                 "n": self.info["n"],
                 "seed": self.info["seed"],
                 "size": self.info["size"],

@@ -268,6 +268,9 @@ def ladder(level: int, variant: str) -> DatasetSpec:
     )
 
 
+MIX_UNSEEN_PAIR = ["square", "triangle"]  # never together in the mix: `at_most_one_of` keeps rest images apart
+
+
 def originality_mix(fixed_location: bool = False, rare_fraction: float = 0.001, name: str | None = None) -> DatasetSpec:
     common = Component(
         "common", 0.30, ["circle", "square"], fixed_centres=list(DEFAULT_FIXED_CENTRES) if fixed_location else None
@@ -281,7 +284,8 @@ def originality_mix(fixed_location: bool = False, rare_fraction: float = 0.001, 
         at_most_one_of=["circle", "square", "triangle"],
         description=(
             f"App. E.1 originality mix: common (circle, square) 30%, rare (circle, triangle) {rare_fraction * 100:g}%, "
-            "unseen (square, triangle) never" + ("; common pair at fixed centres (App. C)." if fixed_location else ".")
+            f"unseen ({', '.join(MIX_UNSEEN_PAIR)}) never"
+            + ("; common pair at fixed centres (App. C)." if fixed_location else ".")
         ),
     )
 
