@@ -65,6 +65,8 @@ def test_fixed_location_ablation_on_tiny_models(tiny_model, tmp_path):
     assert len(queries) == 2 and all(q.size == (32, 32) for q, _ in queries)
     summary = run_fixed_location(tmp_path / "fix", config, reference=tiny_model, fixed_model=tiny_model, progress=False)
     assert set(summary["models"]) == {"fixed location", "random placement"}
+    # A given model was not trained with the config's training settings: the summary must not say so.
+    assert summary["fixed_model"] == "given" and "train_overrides" not in summary["config"]
     for m in summary["models"].values():
         assert len(m["queries"]) == 2 and all(len(q["displacement"]) == 2 for q in m["queries"])
     assert (tmp_path / "fix" / "fig11.png").stat().st_size > 500

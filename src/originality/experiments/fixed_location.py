@@ -95,6 +95,7 @@ def run_fixed_location(
     from originality.shapes.specs import originality_mix
 
     out = Path(out)
+    given = fixed_model is not None
     if config.queries < 1 or config.seeds < 1:
         raise OriginalityError("the ablation needs at least one query and one seed")
     if out.exists() and any(out.iterdir()) and not (out / "cache").is_dir():
@@ -110,7 +111,11 @@ def run_fixed_location(
     domain = load_domain("shapes")
     score = score_preset(config.score_preset, **{**config.score_overrides, "samples": config.seeds}).resolve(domain)
     queries = fixed_queries(config)
-    summary: dict[str, Any] = {"config": dataclasses.asdict(config), "models": {}}
+    settings = dataclasses.asdict(config)
+    if given:  # the training settings made nothing here; the model's own card says how it was made
+        for key in ("images", "data_seed", "train", "train_overrides"):
+            settings.pop(key)
+    summary: dict[str, Any] = {"config": settings, "fixed_model": "given" if given else "trained", "models": {}}
     blocks = []
     for label, model in (("fixed location", fixed_model), ("random placement", reference)):
         pipeline = load_pipeline(model)
