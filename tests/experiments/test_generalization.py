@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from originality.cli import main
@@ -63,6 +65,11 @@ def test_fixed_location_ablation_on_tiny_models(tiny_model, tmp_path):
     )
     queries = fixed_queries(config)
     assert len(queries) == 2 and all(q.size == (32, 32) for q, _ in queries)
+    # Only the colours vary at fixed centres: nine distinct queries, none repeated, no tenth.
+    nine = fixed_queries(dataclasses.replace(config, queries=9))
+    assert len({q.tobytes() for q, _ in nine}) == 9 and len({text for _, text in nine}) == 9
+    with pytest.raises(OriginalityError, match="only 9 distinct"):
+        fixed_queries(dataclasses.replace(config, queries=10))
     summary = run_fixed_location(tmp_path / "fix", config, reference=tiny_model, fixed_model=tiny_model, progress=False)
     assert set(summary["models"]) == {"fixed location", "random placement"}
     # A given model was not trained with the config's training settings: the summary must not say so.

@@ -49,20 +49,32 @@ class FixedLocationConfig:
 
 
 def fixed_queries(config: FixedLocationConfig) -> list[tuple[Image.Image, str]]:
-    """Common-pair queries placed at the fixed centres the fixed model was trained with."""
+    """Distinct common-pair queries placed at the fixed centres the fixed model was trained with.
+
+    At fixed centres only the colours vary, so few distinct images exist (9 colour pairs); a
+    repeated image would be scored twice and counted as two queries, so repeats are skipped.
+    """
     from originality.shapes.captions import caption
     from originality.shapes.rendering import render, sample_layout
     from originality.shapes.specs import originality_mix
 
     spec = originality_mix(fixed_location=True)
     component = next(c for c in spec.components if c.name == "common")
-    out = []
-    for i in range(config.queries):
+    out: dict[bytes, tuple[Image.Image, str]] = {}
+    for i in range(100 * config.queries):
+        if len(out) == config.queries:
+            break
         rng = np.random.default_rng([config.query_seed, i])
         elements = spec.component_elements(component, rng)
         placed = sample_layout(elements, config.size, rng, fixed_centres=component.fixed_centres)
-        out.append((render(placed, config.size), caption(elements)))
-    return out
+        image = render(placed, config.size)
+        out.setdefault(image.tobytes(), (image, caption(elements)))
+    if len(out) < config.queries:
+        raise OriginalityError(
+            f"only {len(out)} distinct fixed-location queries exist (the colours are all that varies); "
+            f"ask for at most {len(out)}"
+        )
+    return list(out.values())
 
 
 def displacement(query, sample, side: float) -> float | None:
@@ -98,6 +110,7 @@ def run_fixed_location(
     given = fixed_model is not None
     if config.queries < 1 or config.seeds < 1:
         raise OriginalityError("the ablation needs at least one query and one seed")
+    queries = fixed_queries(config)  # before any training: too many queries is a bad input
     if out.exists() and any(out.iterdir()) and not (out / "cache").is_dir():
         raise OriginalityError(f"output folder {out} exists and is not a fixed-location run; choose another --out")
     (out / "cache").mkdir(parents=True, exist_ok=True)
@@ -110,7 +123,6 @@ def run_fixed_location(
     detector = ElementDetector.load(threshold=config.detector_threshold)
     domain = load_domain("shapes")
     score = score_preset(config.score_preset, **{**config.score_overrides, "samples": config.seeds}).resolve(domain)
-    queries = fixed_queries(config)
     settings = dataclasses.asdict(config)
     if given:  # the training settings made nothing here; the model's own card says how it was made
         for key in ("images", "data_seed", "train", "train_overrides"):
