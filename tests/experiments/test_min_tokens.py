@@ -147,3 +147,5 @@ def test_group_fractions_come_from_the_models_training_spec(tiny_model, tmp_path
         json.dumps({"dataset": {"spec": "my-mix", "fractions": {"common": 0.5, "rare": 0.02}}})
     )
     assert training_fractions(mine.parent) == {"common": 0.5, "rare": 0.02, "unseen": 0.0}
+    (mine / "summary.json").write_text(json.dumps({"dataset": {"spec": "my-mix", "fractions": {"rare": "lots"}}}))
+    assert training_fractions(mine.parent)["rare"] == 0.001  # damaged: App. E.1's numbers, not a crash

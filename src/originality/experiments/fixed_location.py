@@ -61,20 +61,18 @@ def fixed_queries(config: FixedLocationConfig) -> list[tuple[Image.Image, str]]:
     spec = originality_mix(fixed_location=True)
     component = next(c for c in spec.components if c.name == "common")
     out: dict[bytes, tuple[Image.Image, str]] = {}
-    for i in range(100 * config.queries):
-        if len(out) == config.queries:
-            break
+    for i in range(100 * config.queries):  # a bound, since only a few distinct images exist
         rng = np.random.default_rng([config.query_seed, i])
         elements = spec.component_elements(component, rng)
         placed = sample_layout(elements, config.size, rng, fixed_centres=component.fixed_centres)
         image = render(placed, config.size)
         out.setdefault(image.tobytes(), (image, caption(elements)))
-    if len(out) < config.queries:
-        raise OriginalityError(
-            f"only {len(out)} distinct fixed-location queries exist (the colours are all that varies); "
-            f"ask for at most {len(out)}"
-        )
-    return list(out.values())
+        if len(out) == config.queries:
+            return list(out.values())
+    raise OriginalityError(
+        f"only {len(out)} distinct fixed-location queries exist (the colours are all that varies); "
+        f"ask for at most {len(out)}"
+    )
 
 
 def displacement(query, sample, side: float) -> float | None:

@@ -51,7 +51,7 @@ from originality.shapes.specs import MIX_UNSEEN_PAIR, originality_mix
 # (shapes of the pair, fraction of the originality-mix training images): App. E.1, read off the spec.
 GROUPS: dict[str, tuple[tuple[str, ...], float]] = {
     **{c.name: (tuple(c.shapes), c.fraction) for c in originality_mix().components},
-    "unseen": (tuple(MIX_UNSEEN_PAIR), 0.0),
+    "unseen": (MIX_UNSEEN_PAIR, 0.0),
 }
 APP_E1_FRACTIONS = {g: f for g, (_, f) in GROUPS.items()}
 SETTINGS_FILE = "experiment.json"
@@ -72,9 +72,9 @@ def training_fractions(model: str | Path | None) -> dict[str, float]:
     try:
         dataset = json.loads((folder / "training" / "summary.json").read_text())["dataset"]
         recorded = dataset.get("fractions") or {c.name: c.fraction for c in preset(dataset["spec"]).components}
+        fractions.update({k: float(v) for k, v in recorded.items() if k in fractions})
     except (OSError, ValueError, KeyError, TypeError, AttributeError, OriginalityError):
-        return fractions
-    fractions.update({k: float(v) for k, v in recorded.items() if k in fractions})
+        return dict(APP_E1_FRACTIONS)  # a summary that is not ours, or damaged: nothing half-read
     return fractions
 
 

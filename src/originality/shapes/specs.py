@@ -268,7 +268,7 @@ def ladder(level: int, variant: str) -> DatasetSpec:
     )
 
 
-MIX_UNSEEN_PAIR = ["square", "triangle"]  # never together in the mix: `at_most_one_of` keeps rest images apart
+MIX_UNSEEN_PAIR = ("square", "triangle")  # never together in the mix: `at_most_one_of` keeps rest images apart
 
 
 def originality_mix(fixed_location: bool = False, rare_fraction: float = 0.001, name: str | None = None) -> DatasetSpec:
