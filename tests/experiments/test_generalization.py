@@ -3,6 +3,7 @@ import dataclasses
 import pytest
 
 from originality.cli import main
+from originality.detection.detector import detector_identity
 from originality.errors import OriginalityError
 from originality.experiments.generalization import generalization_preset, plan, run_generalization
 
@@ -18,6 +19,7 @@ def test_tiny_ladder_runs_end_to_end_and_a_rerun_reuses_every_step(tmp_path, mon
             assert r["prompt"] == prompt and r["images"] == config.samples
             assert r["held_out_detections"] <= r["detections"] == sum(r["element_counts"].values())
             assert 0 <= r["frequency"] <= 1 and 0 <= r["image_rate"] <= 1
+        assert record["detector"] == detector_identity()  # the digest its key was made with
     for name in ("fig3.png", "fig12-quality.png", "fig13-samples.png", "summary.json", "report.html"):
         assert (out / name).stat().st_size > 100, name
     # Measurements are cached by their settings: a rerun trains and generates nothing.
@@ -35,6 +37,14 @@ def test_keys_change_only_for_the_changed_level_settings():
     assert all(x.measure_key != y.measure_key for x, y in zip(a, b, strict=True))  # new measurements
     c = plan(generalization_preset("tiny", levels=(4, 6)))
     assert a[0].measure_key == c[0].measure_key and a[1].model_key != c[1].model_key
+
+
+def test_a_retrained_detector_remeasures_but_keeps_the_models():
+    config = generalization_preset("tiny")
+    a, b = plan(config, detector="aaaa"), plan(config, detector="bbbb")
+    assert [j.model_key for j in a] == [j.model_key for j in b]
+    assert all(x.measure_key != y.measure_key for x, y in zip(a, b, strict=True))
+    assert [j.measure_key for j in plan(config)] != [j.measure_key for j in a]  # the shipped one's digest
 
 
 def test_bad_settings_are_one_line_errors(tmp_path, capsys):

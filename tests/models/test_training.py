@@ -227,6 +227,7 @@ def test_two_cpu_processes_train_one_model_and_stop_together(small_data, tmp_pat
     assert done.stdout.count("saved pipeline to") == 1  # one report, not one per process
     s = summary(out)
     assert s["processes"] == 2  # one process group, not two models trained side by side
+    assert "in 2 processes (`torchrun --nproc-per-node 2" in (out / "README.md").read_text()  # the card
     assert s["steps"] == {"vae": 15, "unet": 30} and s["finished"]
     assert s["samples_seen"]["unet"] == 30 * train_preset("tiny").unet_batch  # the global batch, split
     # Each rank encoded half the latents: gathered, they are every image's, in dataset order.
@@ -238,3 +239,14 @@ def test_two_cpu_processes_train_one_model_and_stop_together(small_data, tmp_pat
     cached = load_file(out / "training" / "latents.safetensors")["mean"]
     assert cached.shape == want.shape
     torch.testing.assert_close(cached, want, atol=1e-4, rtol=1e-4)
+
+
+def test_latent_shards_cover_the_images_in_order_or_refuse_an_empty_one():
+    from originality.models.training import latent_shard
+
+    for n, processes in ((10, 1), (10, 2), (10, 3), (7, 4), (2, 2)):
+        covered = [i for k in range(processes) for i in range(n)[latent_shard(n, processes, k)]]
+        assert covered == list(range(n)), (n, processes)
+    for n, processes in ((5, 4), (1, 2)):  # 5 over 4: shards of 2, 2, 1 and none
+        with pytest.raises(OriginalityError, match="use fewer processes"):
+            latent_shard(n, processes, 0)

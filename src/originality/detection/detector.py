@@ -234,5 +234,16 @@ class ElementDetector:
         return results
 
 
+def detector_identity(folder: str | Path | None = None) -> str:
+    """A digest of a saved detector's weights (the shipped one when ``folder`` is None): cached
+    measurements carry it, so a retrained detector re-measures instead of reusing its numbers."""
+    from originality.digests import file_sha256
+
+    folder = Path(folder) if folder is not None else default_detector_dir()
+    if not (folder / WEIGHTS).is_file():
+        raise OriginalityError(f"no detector weights in {folder} (expected {WEIGHTS} and {META})")
+    return file_sha256(folder / WEIGHTS)
+
+
 def default_detector_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "assets" / "detector"

@@ -10,7 +10,8 @@ measure how often the element the model never saw appears:
 * ``image_rate``: the share of images holding the held-out element at least once.
 
 Every artefact is cached by the hash of the settings that made it (``cache/data-<key>``,
-``cache/model-<key>``, ``cache/measure-<key>.json``): a killed run resumes where it stopped,
+``cache/model-<key>``, ``cache/measure-<key>.json``; a measurement's key includes the digest of
+the detector that read it): a killed run resumes where it stopped,
 and a rerun with one level changed rebuilds only that level. A measurement is reused even when
 the model that made it is gone (the committed ``results/`` keep them).
 
@@ -140,9 +141,13 @@ def model_key(data: str, train) -> str:
     return _key(data, train.fingerprint(), train.vae_epochs, train.unet_epochs)
 
 
-def plan(config: GeneralizationConfig) -> list[Job]:
-    """The (level, variant) jobs with the keys of the data, model and measurement they need."""
+def plan(config: GeneralizationConfig, detector: str | None = None) -> list[Job]:
+    """The (level, variant) jobs with the keys of the data, model and measurement they need.
+    ``detector`` is the reading detector's identity (the shipped one's when None)."""
+    from originality.detection.detector import detector_identity
+
     train = config.training_config()
+    detector = detector or detector_identity()
     jobs = []
     for level in config.levels:
         for variant in config.variants:
@@ -150,7 +155,7 @@ def plan(config: GeneralizationConfig) -> list[Job]:
             model = model_key(data, train)
             measure_key = _key(
                 model, config.samples, config.inference_steps, config.guidance_scale, config.detector_threshold,
-                config.seed,
+                config.seed, detector,
             )  # fmt: skip
             jobs.append(Job(level, variant, data, model, measure_key))
     return jobs
@@ -297,7 +302,7 @@ def run_generalization(
 
 
 def _run_job(job: Job, config: GeneralizationConfig, cache: Path, figures: Path, path: Path, progress: bool) -> None:
-    from originality.detection.detector import ElementDetector
+    from originality.detection.detector import ElementDetector, detector_identity
     from originality.models.pipeline import load_pipeline, resolve_device
 
     t0 = time.perf_counter()
@@ -309,6 +314,7 @@ def _run_job(job: Job, config: GeneralizationConfig, cache: Path, figures: Path,
     record = _record(job, result, figures)
     record["seconds"] = {"data_and_training": t1 - t0, "measurement": time.perf_counter() - t1}
     record["model"] = json.loads((model / "training" / "summary.json").read_text())["steps"]
+    record["detector"] = detector_identity()
     tmp = path.with_suffix(".tmp")  # the file's existence marks the job done: write it whole
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     tmp.replace(path)

@@ -11,7 +11,6 @@ model stays small. :func:`load_pipeline` fills the reference in; plain
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -24,6 +23,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from PIL import Image
 
+from originality.digests import file_sha256
 from originality.errors import OriginalityError
 from originality.models.config import TrainConfig
 from originality.models.text_encoders import SHARED, encode_prompts, encoder_reference, load_text_encoder
@@ -161,11 +161,7 @@ def model_identity(model: str | Path | None) -> str:
     weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
     if not weights.is_file():
         return label  # a hub id, or a folder that loading will reject
-    digest = hashlib.sha256()  # hashlib.file_digest needs 3.11; the package supports 3.10
-    with weights.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return f"{label} (unet sha256 {digest.hexdigest()[:12]})"
+    return f"{label} (unet sha256 {file_sha256(weights)})"
 
 
 DEFAULT_REAL_MODEL = "CompVis/stable-diffusion-v1-4"  # the paper's real-world model

@@ -116,6 +116,16 @@ def load_images(dataset: Path, config: TrainConfig, progress: bool) -> tuple[tor
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), table.column("caption").to_pylist(), info
 
 
+def latent_shard(n: int, processes: int, index: int) -> slice:
+    """The contiguous run of ``n`` images that process ``index`` encodes. Only trailing shards may
+    be short, so gathering them in order and trimming to ``n`` restores the order; an empty shard
+    would leave a process nothing to encode, so that is refused."""
+    size = -(-n // processes)
+    if size * (processes - 1) >= n:
+        raise OriginalityError(f"{n} images cannot be shared by {processes} training processes; use fewer processes")
+    return slice(index * size, (index + 1) * size)
+
+
 def to_model_range(images: torch.Tensor) -> torch.Tensor:
     return images.float().div(127.5).sub(1.0)
 
@@ -350,8 +360,7 @@ class Trainer:
 
         # Each process encodes one contiguous shard; the gather puts the shards back in order.
         acc = self.accelerator
-        shard = -(-len(images) // acc.num_processes)
-        mine = images[acc.process_index * shard : (acc.process_index + 1) * shard]
+        mine = images[latent_shard(len(images), acc.num_processes, acc.process_index)]
         means, stds = [], []
         for i in tqdm(range(0, len(mine), 256), desc="encoding latents", disable=not self.progress):
             dist = vae.encode(to_model_range(mine[i : i + 256]).to(self.device)).latent_dist
@@ -586,6 +595,14 @@ class Trainer:
             )
             + f"- originality {__version__}\n\n"
             f"Made with:\n\n```\n{s['command']}\n```\n\n"
+            + (
+                # The command line does not show the launcher; the global batch is the same either way.
+                f"in {s['processes']} processes (`torchrun --nproc-per-node {s['processes']} -m originality.cli` "
+                f"or `accelerate launch --num_processes {s['processes']} -m originality.cli` in place of "
+                "`originality`).\n\n"
+                if s["processes"] > 1
+                else ""
+            )
             + (
                 # Each budgeted call resumes the checkpoint; the card names only the last one.
                 f"Made over {s['calls']} calls, each resuming the checkpoint of the last (the command above is the "
