@@ -344,6 +344,9 @@ def _experiment_generalization(args: argparse.Namespace) -> None:
     for key in ("samples", "images"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
+    if args.set:  # on top of the preset's own training settings
+        base = generalization_preset(args.preset).train_overrides
+        overrides["train_overrides"] = {**base, **_parse_overrides(args.set)}
     config = generalization_preset(args.preset, **overrides)
     summary = run_generalization(args.out, config, progress=not args.quiet)
     if summary is None:  # a helper process under accelerate launch
@@ -540,6 +543,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--variants", help="comma-separated variants: big-full,big-empty,small-full,small-empty")
     gen.add_argument("--samples", type=int, help="images per prompt type (paper: 1024)")
     gen.add_argument("--images", type=int, help="training images per level")
+    gen.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a training setting of every level's model, e.g. --set unet_epochs=12.8",
+    )
     gen.add_argument("--quiet", action="store_true")
     gen.set_defaults(func=_experiment_generalization)
     fix = expsub.add_parser("fixed-location", help="App. C: a model trained with the common pair at one place")

@@ -47,6 +47,21 @@ def test_a_retrained_detector_remeasures_but_keeps_the_models():
     assert [j.measure_key for j in plan(config)] != [j.measure_key for j in a]  # the shipped one's digest
 
 
+def test_set_overrides_training_on_top_of_the_preset(tmp_path, monkeypatch):
+    import originality.experiments.generalization as gen
+
+    seen = []
+    monkeypatch.setattr(gen, "run_generalization", lambda out, config, **_: seen.append(config))
+    assert main(["experiment", "generalization", "--preset", "quick", "--out", str(tmp_path / "g"),
+                 "--set", "unet_epochs=12.8", "--set", "unet_lr=2e-4"]) == 0  # fmt: skip
+    assert seen[0].train_overrides == {"vae_from": "shipped", "unet_epochs": 12.8, "unet_lr": 2e-4}
+    # the same keys as the same settings given through the API: cached models and measurements are reused
+    probe = generalization_preset(
+        "quick", train_overrides={"vae_from": "shipped", "unet_epochs": 12.8, "unet_lr": 2e-4}
+    )
+    assert [j.measure_key for j in plan(seen[0])] == [j.measure_key for j in plan(probe)]
+
+
 def test_bad_settings_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(OriginalityError, match="unknown ladder level 5"):
         generalization_preset("tiny", levels=(5,))
@@ -59,6 +74,7 @@ def test_bad_settings_are_one_line_errors(tmp_path, capsys):
         (["--levels", "four"], "--levels takes comma-separated integers"),
         (["--preset", "huge"], "unknown generalization preset"),
         (["--out", str(tmp_path / "other")], "is not a generalization run"),
+        (["--set", "unet_epoch=3"], "unknown training setting 'unet_epoch'"),
     ):
         out = ["--out", str(tmp_path / "new")] if "--out" not in argv else []
         assert main(["experiment", "generalization", "--preset", "tiny", *out, *argv]) == 2
