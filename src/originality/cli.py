@@ -348,7 +348,7 @@ def _experiment_generalization(args: argparse.Namespace) -> None:
         base = generalization_preset(args.preset).train_overrides
         overrides["train_overrides"] = {**base, **_parse_overrides(args.set)}
     config = generalization_preset(args.preset, **overrides)
-    summary = run_generalization(args.out, config, progress=not args.quiet)
+    summary = run_generalization(args.out, config, progress=not args.quiet, measured_only=args.measured_only)
     if summary is None:  # a helper process under accelerate launch
         return
     print(f"{'level':>5s}  {'empty prompt':>14s}  {'element prompt':>14s}  {'prompted images with it':>23s}")
@@ -548,6 +548,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY=VALUE",
         help="override a training setting of every level's model, e.g. --set unet_epochs=12.8",
+    )
+    gen.add_argument(
+        "--measured-only",
+        action="store_true",
+        help="train nothing: write the figures and summary of the levels measured so far",
     )
     gen.add_argument("--quiet", action="store_true")
     gen.set_defaults(func=_experiment_generalization)

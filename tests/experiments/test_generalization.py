@@ -28,6 +28,12 @@ def test_tiny_ladder_runs_end_to_end_and_a_rerun_reuses_every_step(tmp_path, mon
     monkeypatch.setattr(gen, "_run_job", lambda *a, **k: pytest.fail("re-ran a cached job"))
     again = run_generalization(out, config, progress=False)
     assert again["levels"] == summary["levels"]
+    # --measured-only: a level not measured yet (6) is left out, nothing is trained.
+    wider = dataclasses.replace(config, levels=(4, 6, 60))
+    partial = run_generalization(out, wider, measured_only=True)
+    assert partial["levels"] == summary["levels"] and partial["measured_only"] == ["4-big-full", "60-big-full"]
+    with pytest.raises(OriginalityError, match="no level of this experiment's settings is measured"):
+        run_generalization(tmp_path / "none", wider, measured_only=True)
 
 
 def test_keys_change_only_for_the_changed_level_settings():

@@ -266,9 +266,16 @@ def _launched() -> tuple[int, int]:
 
 
 def run_generalization(
-    out: str | Path, config: GeneralizationConfig, *, progress: bool = True, wait_seconds: float = 5.0
+    out: str | Path,
+    config: GeneralizationConfig,
+    *,
+    progress: bool = True,
+    wait_seconds: float = 5.0,
+    measured_only: bool = False,
 ) -> dict[str, Any] | None:
-    """Run (or resume) the experiment into ``out``; returns the summary (None on helper processes)."""
+    """Run (or resume) the experiment into ``out``; returns the summary (None on helper processes).
+    ``measured_only``: train and measure nothing, write the outputs of the levels measured so far
+    (a look at a run that is still going, or one that outlasted its session)."""
     from tqdm.auto import tqdm
 
     config.validate()
@@ -276,6 +283,8 @@ def run_generalization(
     marker = out / "experiment.json"
     if out.exists() and any(out.iterdir()) and not marker.is_file():
         raise OriginalityError(f"output folder {out} exists and is not a generalization run; choose another --out")
+    if measured_only:
+        return _write_measured(out, config)
     index, count = _launched()
     cache, figures = out / "cache", out / "figures"
     cache.mkdir(parents=True, exist_ok=True)
@@ -297,6 +306,18 @@ def run_generalization(
     records = [json.loads((cache / f"measure-{j.measure_key}.json").read_text()) for j in jobs]
     summary = summarise(records, config)
     summary["seconds_this_call"] = time.perf_counter() - started
+    write_outputs(out, summary)
+    return summary
+
+
+def _write_measured(out: Path, config: GeneralizationConfig) -> dict[str, Any]:
+    done = [j for j in plan(config) if (out / "cache" / f"measure-{j.measure_key}.json").is_file()]
+    if not done:
+        raise OriginalityError(f"no level of this experiment's settings is measured in {out} yet")
+    records = [json.loads((out / "cache" / f"measure-{j.measure_key}.json").read_text()) for j in done]
+    measured = dataclasses.replace(config, levels=tuple(dict.fromkeys(j.level for j in done)))
+    summary = summarise(records, measured)
+    summary["measured_only"] = [j.name for j in done]
     write_outputs(out, summary)
     return summary
 
