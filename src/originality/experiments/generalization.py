@@ -283,8 +283,8 @@ def run_generalization(
     marker = out / "experiment.json"
     if out.exists() and any(out.iterdir()) and not marker.is_file():
         raise OriginalityError(f"output folder {out} exists and is not a generalization run; choose another --out")
-    if measured_only:
-        return _write_measured(out, config)
+    if measured_only:  # one writer, also when launched on several processes
+        return _write_measured(out, config) if os.environ.get("RANK", "0") == "0" else None
     index, count = _launched()
     cache, figures = out / "cache", out / "figures"
     cache.mkdir(parents=True, exist_ok=True)
