@@ -36,7 +36,8 @@ def main() -> None:
     config = generalization_preset("quick", levels=levels, train_overrides=overrides)
     if not args.partial:
         summary = run_generalization(args.out, config, progress=False)
-        print(json.dumps(summary["levels"], indent=1))
+        if summary is not None:  # None on the helper processes of a torchrun launch
+            print(json.dumps(summary["levels"], indent=1))
         return
     run, dest = Path(args.out), Path(args.partial)
     done = [j for j in plan(config) if (run / "cache" / f"measure-{j.measure_key}.json").is_file()]
