@@ -111,3 +111,19 @@ def test_fixed_location_ablation_on_tiny_models(tiny_model, tmp_path):
     assert (tmp_path / "fix" / "fig11.png").stat().st_size > 500
     with pytest.raises(OriginalityError, match="at least one query"):
         run_fixed_location(tmp_path / "fix2", FixedLocationConfig(queries=0), fixed_model=tiny_model)
+
+
+def test_checks_tell_a_rise_at_every_level_from_a_rise_on_average():
+    from originality.experiments.generalization import summarise
+
+    def record(level, element):
+        def kind(frequency):
+            return {"frequency": frequency, "image_rate": frequency, "elements_per_image": 1.0, "element_counts": {}}
+
+        return {"level": level, "variant": "big-full", "empty": kind(0.0), "element": kind(element)}
+
+    config = generalization_preset("quick", levels=(4, 15, 60))
+    peaked = summarise([record(4, 0.31), record(15, 0.70), record(60, 0.34)], config)["checks"]
+    assert peaked["element_rises_with_diversity"] and not peaked["element_rises_at_every_level"]
+    rising = summarise([record(4, 0.1), record(15, 0.2), record(60, 0.3)], config)["checks"]
+    assert rising["element_rises_at_every_level"] and rising["element_prompt_above_empty_at_every_level"]

@@ -359,6 +359,7 @@ def summarise(records: list[dict[str, Any]], config: GeneralizationConfig) -> di
             }
         levels[str(level)] = entry
     top = str(max(config.levels))
+    element = [levels[str(lv)]["element"]["frequency"] for lv in config.levels]
     return {
         "config": config.to_dict(),
         "levels": levels,
@@ -367,7 +368,10 @@ def summarise(records: list[dict[str, Any]], config: GeneralizationConfig) -> di
             "element_prompt_above_empty_at_every_level": all(
                 v["element"]["frequency"] >= v["empty"]["frequency"] for v in levels.values()
             ),
-            "element_rises_with_diversity": _rises([levels[str(lv)]["element"]["frequency"] for lv in config.levels]),
+            "element_rises_with_diversity": _rises(element),
+            # The paper's Fig. 3 shape: higher at every step up the ladder, not only on average.
+            "element_rises_at_every_level": len(element) > 1
+            and all(b > a for a, b in zip(element, element[1:], strict=False)),
             "empty_rises_with_diversity": _rises([levels[str(lv)]["empty"]["frequency"] for lv in config.levels]),
             "prompted_image_rate_at_top_level": levels[top]["element"]["image_rate"],
         },
