@@ -15,13 +15,7 @@ import json
 import shutil
 from pathlib import Path
 
-from originality.experiments.generalization import (
-    generalization_preset,
-    plan,
-    run_generalization,
-    summarise,
-    write_outputs,
-)
+from originality.experiments.generalization import generalization_preset, plan, run_generalization, write_measured
 
 
 def main() -> None:
@@ -49,10 +43,7 @@ def main() -> None:
         shutil.copy(run / "cache" / f"measure-{job.measure_key}.json", dest / "cache")
         for figure in (run / "figures").glob(f"{job.name}-*.png"):
             shutil.copy(figure, dest / "figures")
-    records = [json.loads((dest / "cache" / f"measure-{j.measure_key}.json").read_text()) for j in done]
-    measured = generalization_preset("quick", levels=tuple(j.level for j in done), train_overrides=overrides)
-    summary = summarise(records, measured)
-    write_outputs(dest, summary)
+    summary = write_measured(dest, config)  # the levels just copied
     print(json.dumps(summary["levels"], indent=1))
 
 

@@ -50,7 +50,7 @@ def test_a_retrained_detector_remeasures_but_keeps_the_models():
     a, b = plan(config, detector="aaaa"), plan(config, detector="bbbb")
     assert [j.model_key for j in a] == [j.model_key for j in b]
     assert all(x.measure_key != y.measure_key for x, y in zip(a, b, strict=True))
-    assert [j.measure_key for j in plan(config)] != [j.measure_key for j in a]  # the shipped one's digest
+    assert plan(config) == plan(config, detector=detector_identity())  # by default, the shipped detector's
 
 
 def test_set_overrides_training_on_top_of_the_preset(tmp_path, monkeypatch):
@@ -127,3 +127,17 @@ def test_checks_tell_a_rise_at_every_level_from_a_rise_on_average():
     assert peaked["element_rises_with_diversity"] and not peaked["element_rises_at_every_level"]
     rising = summarise([record(4, 0.1), record(15, 0.2), record(60, 0.3)], config)["checks"]
     assert rising["element_rises_at_every_level"] and rising["element_prompt_above_empty_at_every_level"]
+
+
+def test_a_measurement_without_held_out_hits_leaves_no_stale_crops(tmp_path):
+    from PIL import Image
+
+    from originality.experiments.generalization import _record
+
+    job = plan(generalization_preset("tiny"))[0]
+    stale = tmp_path / f"{job.name}-empty-held-out.png"
+    Image.new("RGB", (8, 8)).save(stale)  # from an earlier measurement that found the element
+    result = {"empty": {"frequency": 0.0, "_images": [Image.new("RGB", (32, 32), "white")], "_hits": []}}
+    record = _record(job, result, tmp_path)
+    assert record["empty"] == {"frequency": 0.0} and not stale.exists()
+    assert (tmp_path / f"{job.name}-empty-samples.png").is_file()

@@ -127,6 +127,7 @@ class Job:
     data_key: str
     model_key: str
     measure_key: str
+    detector: str  # the digest of the detector whose reading the measurement key stands for
 
     @property
     def name(self) -> str:
@@ -157,7 +158,7 @@ def plan(config: GeneralizationConfig, detector: str | None = None) -> list[Job]
                 model, config.samples, config.inference_steps, config.guidance_scale, config.detector_threshold,
                 config.seed, detector,
             )  # fmt: skip
-            jobs.append(Job(level, variant, data, model, measure_key))
+            jobs.append(Job(level, variant, data, model, measure_key, detector))
     return jobs
 
 
@@ -238,8 +239,11 @@ def _record(job: Job, result: dict[str, Any], figures: Path) -> dict[str, Any]:
         images, hits = r.pop("_images"), r.pop("_hits")
         image_grid(images[:8], columns=8, cell=64).save(figures / f"{job.name}-{kind}-samples.png")
         crops = [_crop(images[i], d.box) for i, d in hits[:8]]
+        held_out = figures / f"{job.name}-{kind}-held-out.png"
         if crops:
-            image_grid(crops, columns=8, cell=64).save(figures / f"{job.name}-{kind}-held-out.png")
+            image_grid(crops, columns=8, cell=64).save(held_out)
+        else:  # none found: no crops left over from an earlier measurement of this level
+            held_out.unlink(missing_ok=True)
         record[kind] = r
     return record
 
@@ -283,9 +287,9 @@ def run_generalization(
     marker = out / "experiment.json"
     if out.exists() and any(out.iterdir()) and not marker.is_file():
         raise OriginalityError(f"output folder {out} exists and is not a generalization run; choose another --out")
-    if measured_only:  # one writer, also when launched on several processes
-        return _write_measured(out, config) if os.environ.get("RANK", "0") == "0" else None
     index, count = _launched()
+    if measured_only:  # one writer, also when launched on several processes
+        return write_measured(out, config) if index == 0 else None
     cache, figures = out / "cache", out / "figures"
     cache.mkdir(parents=True, exist_ok=True)
     if index == 0:
@@ -310,7 +314,10 @@ def run_generalization(
     return summary
 
 
-def _write_measured(out: Path, config: GeneralizationConfig) -> dict[str, Any]:
+def write_measured(out: str | Path, config: GeneralizationConfig) -> dict[str, Any]:
+    """Summarise the levels of ``config`` already measured in ``out/cache`` into ``out``'s figures,
+    summary.json and report.html (training and measuring nothing)."""
+    out = Path(out)
     done = [j for j in plan(config) if (out / "cache" / f"measure-{j.measure_key}.json").is_file()]
     if not done:
         raise OriginalityError(f"no level of this experiment's settings is measured in {out} yet")
@@ -323,7 +330,7 @@ def _write_measured(out: Path, config: GeneralizationConfig) -> dict[str, Any]:
 
 
 def _run_job(job: Job, config: GeneralizationConfig, cache: Path, figures: Path, path: Path, progress: bool) -> None:
-    from originality.detection.detector import ElementDetector, detector_identity
+    from originality.detection.detector import ElementDetector
     from originality.models.pipeline import load_pipeline, resolve_device
 
     t0 = time.perf_counter()
@@ -335,7 +342,7 @@ def _run_job(job: Job, config: GeneralizationConfig, cache: Path, figures: Path,
     record = _record(job, result, figures)
     record["seconds"] = {"data_and_training": t1 - t0, "measurement": time.perf_counter() - t1}
     record["model"] = json.loads((model / "training" / "summary.json").read_text())["steps"]
-    record["detector"] = detector_identity()
+    record["detector"] = job.detector
     tmp = path.with_suffix(".tmp")  # the file's existence marks the job done: write it whole
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     tmp.replace(path)
