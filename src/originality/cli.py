@@ -348,8 +348,10 @@ def _experiment_generalization(args: argparse.Namespace) -> None:
         base = generalization_preset(args.preset).train_overrides
         overrides["train_overrides"] = {**base, **_parse_overrides(args.set)}
     config = generalization_preset(args.preset, **overrides)
-    summary = run_generalization(args.out, config, progress=not args.quiet, measured_only=args.measured_only)
-    if summary is None:  # a helper process under accelerate launch
+    summary = run_generalization(
+        args.out, config, progress=not args.quiet, measured_only=args.measured_only, data_parallel=args.data_parallel
+    )
+    if summary is None:  # a helper process under accelerate launch or torchrun
         return
     print(f"{'level':>5s}  {'empty prompt':>14s}  {'element prompt':>14s}  {'prompted images with it':>23s}")
     for level, v in summary["levels"].items():
@@ -553,6 +555,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--measured-only",
         action="store_true",
         help="train nothing: write the figures and summary of the levels measured so far",
+    )
+    gen.add_argument(
+        "--data-parallel",
+        action="store_true",
+        help="under torchrun / accelerate launch: train each model on all processes, one model at a time "
+        "(default: one model per process)",
     )
     gen.add_argument("--quiet", action="store_true")
     gen.set_defaults(func=_experiment_generalization)

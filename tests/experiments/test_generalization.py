@@ -141,3 +141,18 @@ def test_a_measurement_without_held_out_hits_leaves_no_stale_crops(tmp_path):
     record = _record(job, result, tmp_path)
     assert record["empty"] == {"frequency": 0.0} and not stale.exists()
     assert (tmp_path / f"{job.name}-empty-samples.png").is_file()
+
+
+def test_data_parallel_trains_one_level_on_both_processes(tmp_path, torchrun):
+    import json
+
+    out = tmp_path / "gen"
+    args = ["experiment", "generalization", "--preset", "tiny", "--levels", "4", "--out", str(out), "--quiet"]
+    done = torchrun(*args, "--data-parallel", timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("element prompt") == 1  # one table: the first process measures and reports
+    (job,) = plan(generalization_preset("tiny", levels=(4,)))
+    model = json.loads((out / "cache" / f"model-{job.model_key}" / "training" / "summary.json").read_text())
+    assert model["processes"] == 2 and model["finished"]  # one process group, one model
+    assert (out / "cache" / f"measure-{job.measure_key}.json").is_file()
+    assert list((out / "cache").glob("model-*")) == [out / "cache" / f"model-{job.model_key}"]

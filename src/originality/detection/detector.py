@@ -122,11 +122,16 @@ def import_ultralytics():
 
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    # Under torchrun with a process group up, Ultralytics waits at import for every rank (a
+    # barrier); the detector reads images in one process, so it is imported as a lone process.
+    launcher = {k: os.environ.pop(k) for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK") if k in os.environ}
     try:
         import ultralytics
         from ultralytics.utils import patches
     except ImportError as exc:
         raise OriginalityError("the detector needs Ultralytics: pip install 'originality[detector]'") from exc
+    finally:
+        os.environ.update(launcher)
     Image.open = getattr(patches, "_image_open", Image.open)
     import logging
 

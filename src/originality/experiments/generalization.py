@@ -18,6 +18,9 @@ the model that made it is gone (the committed ``results/`` keep them).
 Several GPUs: ``accelerate launch --num_processes K -m originality.cli experiment generalization``
 gives each process every K-th (level, variant) job on its own GPU (each trains its models alone,
 not data-parallel); the first process then waits for all measurements and writes the outputs.
+With ``data_parallel`` (``--data-parallel``) the processes instead train each model together, one
+model after another, and the first process alone makes the data and measures: the better split
+when there are fewer models than processes, e.g. one level on a two-core CPU under ``torchrun``.
 """
 
 from __future__ import annotations
@@ -254,13 +257,16 @@ def _crop(image: Image.Image, box, pad: float = 3.0) -> Image.Image:
 
 
 # -- the experiment -----------------------------------------------------------------------------------
-def _launched() -> tuple[int, int]:
-    """Under ``accelerate launch``: this process's index and count. Each process then trains alone
-    on its own GPU, so the launcher's process-group variables are cleared before any model is built."""
+def _launched(data_parallel: bool = False) -> tuple[int, int]:
+    """Under ``accelerate launch`` or ``torchrun``: this process's index and count. Each process
+    then trains alone on its own GPU, so the launcher's process-group variables are cleared before
+    any model is built; ``data_parallel`` keeps them, for training that joins the process group."""
     count = int(os.environ.get("WORLD_SIZE", "1"))
     if count <= 1:
         return 0, 1
     index, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if data_parallel:
+        return index, count
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     gpus = visible.split(",") if visible else None
     os.environ["CUDA_VISIBLE_DEVICES"] = gpus[local % len(gpus)] if gpus else str(local)
@@ -276,42 +282,67 @@ def run_generalization(
     progress: bool = True,
     wait_seconds: float = 5.0,
     measured_only: bool = False,
+    data_parallel: bool = False,
 ) -> dict[str, Any] | None:
     """Run (or resume) the experiment into ``out``; returns the summary (None on helper processes).
     ``measured_only``: train and measure nothing, write the outputs of the levels measured so far
-    (a look at a run that is still going, or one that outlasted its session)."""
+    (a look at a run that is still going, or one that outlasted its session).
+    ``data_parallel``: under a launcher, train every model on all processes, one after another."""
     from tqdm.auto import tqdm
 
     config.validate()
     out = Path(out)
     marker = out / "experiment.json"
-    if out.exists() and any(out.iterdir()) and not marker.is_file():
+    index, count = _launched(data_parallel)
+    # The first process alone checks and claims the folder; the others wait for its marker (had
+    # they made cache/ first, the check would take the folder for someone else's).
+    if index == 0 and out.exists() and any(out.iterdir()) and not marker.is_file():
         raise OriginalityError(f"output folder {out} exists and is not a generalization run; choose another --out")
-    index, count = _launched()
     if measured_only:  # one writer, also when launched on several processes
         return write_measured(out, config) if index == 0 else None
     cache, figures = out / "cache", out / "figures"
-    cache.mkdir(parents=True, exist_ok=True)
     if index == 0:
+        cache.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"config": config.to_dict()}, indent=1) + "\n")
+    _wait_for([marker], wait_seconds)
     jobs = plan(config)
     started = time.perf_counter()
-    for job in tqdm(jobs[index::count], desc="levels", disable=not progress, unit="model"):
+    mine = jobs if data_parallel else jobs[index::count]
+    for job in tqdm(mine, desc="levels", disable=not progress or index != 0, unit="model"):
         path = cache / f"measure-{job.measure_key}.json"
         if path.is_file():
             continue
-        _run_job(job, config, cache, figures, path, progress)
+        if index == 0:
+            _run_job(job, config, cache, figures, path, progress)
+        else:  # a helper of a data-parallel run: train with the first process, let it measure
+            _train_with_first(job, config, cache, wait_seconds)
+            _wait_for([path], wait_seconds)
     if index != 0:
         return None
-    pending = [j for j in jobs if not (cache / f"measure-{j.measure_key}.json").is_file()]
-    while pending:  # the other processes' jobs
-        time.sleep(wait_seconds)
-        pending = [j for j in pending if not (cache / f"measure-{j.measure_key}.json").is_file()]
+    _wait_for([cache / f"measure-{j.measure_key}.json" for j in jobs], wait_seconds)  # the other processes' jobs
     records = [json.loads((cache / f"measure-{j.measure_key}.json").read_text()) for j in jobs]
     summary = summarise(records, config)
     summary["seconds_this_call"] = time.perf_counter() - started
     write_outputs(out, summary)
     return summary
+
+
+def _wait_for(paths: list[Path], seconds: float) -> None:
+    """Poll until every file exists (no collective call, so no process-group timeout)."""
+    pending = [p for p in paths if not p.is_file()]
+    while pending:
+        time.sleep(seconds)
+        pending = [p for p in pending if not p.is_file()]
+
+
+def _train_with_first(job: Job, config: GeneralizationConfig, cache: Path, wait_seconds: float) -> None:
+    """A helper process's share of a data-parallel job: once the first process has made the
+    dataset, join its training run (which resumes from the same checkpoint on every process)."""
+    summary = cache / f"model-{job.model_key}" / "training" / "summary.json"
+    if summary.is_file() and json.loads(summary.read_text()).get("finished"):
+        return
+    _wait_for([cache / f"data-{job.data_key}" / ".complete"], wait_seconds)
+    model_for(job, config, cache, progress=False)
 
 
 def write_measured(out: str | Path, config: GeneralizationConfig) -> dict[str, Any]:
