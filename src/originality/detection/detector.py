@@ -49,13 +49,17 @@ class Detection:
         return ((x0 + x1) / 2, (y0 + y1) / 2)
 
 
+def _check_saved(folder: Path) -> None:
+    if not (folder / WEIGHTS).is_file() or not (folder / META).is_file():
+        raise OriginalityError(f"no detector weights in {folder} (expected {WEIGHTS} and {META})")
+
+
 def read_saved(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """A saved detector's metadata and (unfused) weights, checked for presence and classes."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    if not (folder / WEIGHTS).is_file() or not (folder / META).is_file():
-        raise OriginalityError(f"no detector weights in {folder} (expected {WEIGHTS} and {META})")
+    _check_saved(folder)
     meta = json.loads((folder / META).read_text())
     if meta.get("classes") != [e.phrase for e in ALL_ELEMENTS]:
         raise OriginalityError(f"detector in {folder} was trained on other classes")
@@ -245,8 +249,7 @@ def detector_identity(folder: str | Path | None = None) -> str:
     from originality.digests import file_sha256
 
     folder = Path(folder) if folder is not None else default_detector_dir()
-    if not (folder / WEIGHTS).is_file():
-        raise OriginalityError(f"no detector weights in {folder} (expected {WEIGHTS} and {META})")
+    _check_saved(folder)
     return file_sha256(folder / WEIGHTS)
 
 
