@@ -13,6 +13,7 @@ exit status 2; nothing half-written is left behind.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -344,10 +345,10 @@ def _experiment_generalization(args: argparse.Namespace) -> None:
     for key in ("samples", "images"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
+    config = generalization_preset(args.preset)
     if args.set:  # on top of the preset's own training settings
-        base = generalization_preset(args.preset).train_overrides
-        overrides["train_overrides"] = {**base, **_parse_overrides(args.set)}
-    config = generalization_preset(args.preset, **overrides)
+        overrides["train_overrides"] = {**config.train_overrides, **_parse_overrides(args.set)}
+    config = dataclasses.replace(config, **overrides).validate()
     summary = run_generalization(
         args.out, config, progress=not args.quiet, measured_only=args.measured_only, data_parallel=args.data_parallel
     )
