@@ -148,7 +148,7 @@ def test_data_parallel_trains_one_level_on_both_processes(tmp_path, torchrun):
 
     out = tmp_path / "gen"
     args = ["experiment", "generalization", "--preset", "tiny", "--levels", "4", "--out", str(out), "--quiet"]
-    done = torchrun(*args, "--data-parallel", timeout=300)
+    done = torchrun(*args, "--data-parallel", timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("element prompt") == 1  # one table: the first process measures and reports
     (job,) = plan(generalization_preset("tiny", levels=(4,)))
