@@ -156,3 +156,16 @@ def test_data_parallel_trains_one_level_on_both_processes(tmp_path, torchrun):
     assert model["processes"] == 2 and model["finished"]  # one process group, one model
     assert (out / "cache" / f"measure-{job.measure_key}.json").is_file()
     assert list((out / "cache").glob("model-*")) == [out / "cache" / f"model-{job.model_key}"]
+
+
+def test_under_a_launcher_each_process_trains_its_own_levels(tmp_path, torchrun):
+    import json
+
+    out = tmp_path / "gen"
+    done = torchrun("experiment", "generalization", "--preset", "tiny", "--out", str(out), "--quiet", timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("element prompt") == 1
+    for job in plan(generalization_preset("tiny")):  # levels 4 and 60, one per process
+        model = json.loads((out / "cache" / f"model-{job.model_key}" / "training" / "summary.json").read_text())
+        assert model["processes"] == 1 and model["finished"]
+        assert (out / "cache" / f"measure-{job.measure_key}.json").is_file()

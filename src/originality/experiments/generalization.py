@@ -313,13 +313,14 @@ def run_generalization(
     jobs = plan(config)
     started = time.perf_counter()
     mine = jobs if data_parallel else jobs[index::count]
-    for job in tqdm(mine, desc="levels", disable=not progress or index != 0, unit="model"):
+    helper = data_parallel and index != 0
+    for job in tqdm(mine, desc="levels", disable=not progress or helper, unit="model"):
         path = cache / f"measure-{job.measure_key}.json"
         if path.is_file():
             continue
-        if index == 0:
+        if not helper:
             _run_job(job, config, cache, figures, path, progress)
-        else:  # a helper of a data-parallel run: train with the first process, let it measure
+        else:  # train with the first process, let it measure
             _train_with_first(job, config, cache, wait_seconds)
             _wait_for([path], wait_seconds)
     if index != 0:
