@@ -1,4 +1,5 @@
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -23,9 +24,19 @@ def torchrun():
             port = sock.getsockname()[1]
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port)]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-        return subprocess.run(
-            [*cmd, "-m", "originality.cli", *args], capture_output=True, text=True, env=env, timeout=timeout
-        )
+        # A session of its own: on a timeout the workers go too, not only torchrun (a hung run
+        # would otherwise keep both cores busy for the rest of the suite).
+        proc = subprocess.Popen(
+            [*cmd, "-m", "originality.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env, start_new_session=True,
+        )  # fmt: skip
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+        return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
     return run
 
