@@ -342,7 +342,7 @@ def _experiment_generalization(args: argparse.Namespace) -> None:
         overrides["levels"] = tuple(_ints(args.levels, "--levels"))
     if args.variants:
         overrides["variants"] = tuple(v.strip() for v in args.variants.split(",") if v.strip())
-    for key in ("samples", "images"):
+    for key in ("samples", "images", "seed"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     config = generalization_preset(args.preset)
@@ -546,6 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--variants", help="comma-separated variants: big-full,big-empty,small-full,small-empty")
     gen.add_argument("--samples", type=int, help="images per prompt type (paper: 1024)")
     gen.add_argument("--images", type=int, help="training images per level")
+    gen.add_argument("--seed", type=int, help="sampling seed of the measurements (the models stay the same)")
     gen.add_argument(
         "--set",
         action="append",

@@ -59,11 +59,15 @@ def test_set_overrides_training_on_top_of_the_preset(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(gen, "run_generalization", lambda out, config, **_: seen.append(config))
     assert main(["experiment", "generalization", "--preset", "quick", "--out", str(tmp_path / "g"),
-                 "--set", "unet_epochs=12.8", "--set", "unet_lr=2e-4"]) == 0  # fmt: skip
+                 "--set", "unet_epochs=12.8", "--set", "unet_lr=2e-4", "--seed", "1"]) == 0  # fmt: skip
     assert seen[0].train_overrides == {"vae_from": "shipped", "unet_epochs": 12.8, "unet_lr": 2e-4}
+    # another sampling seed: new measurements of the same models
+    assert seen[0].seed == 1 and [j.model_key for j in plan(seen[0])] == [
+        j.model_key for j in plan(dataclasses.replace(seen[0], seed=0))
+    ]
     # the same keys as the same settings given through the API: cached models and measurements are reused
     probe = generalization_preset(
-        "quick", train_overrides={"vae_from": "shipped", "unet_epochs": 12.8, "unet_lr": 2e-4}
+        "quick", train_overrides={"vae_from": "shipped", "unet_epochs": 12.8, "unet_lr": 2e-4}, seed=1
     )
     assert [j.measure_key for j in plan(seen[0])] == [j.measure_key for j in plan(probe)]
 
