@@ -62,9 +62,9 @@ def test_set_overrides_training_on_top_of_the_preset(tmp_path, monkeypatch):
                  "--set", "unet_epochs=12.8", "--set", "unet_lr=2e-4", "--seed", "1"]) == 0  # fmt: skip
     assert seen[0].train_overrides == {"vae_from": "shipped", "unet_epochs": 12.8, "unet_lr": 2e-4}
     # another sampling seed: new measurements of the same models
-    assert seen[0].seed == 1 and [j.model_key for j in plan(seen[0])] == [
-        j.model_key for j in plan(dataclasses.replace(seen[0], seed=0))
-    ]
+    seed0 = plan(dataclasses.replace(seen[0], seed=0))
+    assert seen[0].seed == 1 and [j.model_key for j in plan(seen[0])] == [j.model_key for j in seed0]
+    assert all(a.measure_key != b.measure_key for a, b in zip(plan(seen[0]), seed0, strict=True))
     # the same keys as the same settings given through the API: cached models and measurements are reused
     probe = generalization_preset(
         "quick", train_overrides={"vae_from": "shipped", "unet_epochs": 12.8, "unet_lr": 2e-4}, seed=1

@@ -11,7 +11,7 @@ from originality.errors import OriginalityError
 from originality.models import generate, load_pipeline, train, train_preset
 from originality.models.config import with_overrides
 from originality.models.pipeline import save_pipeline
-from originality.models.training import Trainer, load_images, to_model_range
+from originality.models.training import Trainer, is_trained, load_images, to_model_range
 
 
 def summary(folder):
@@ -222,13 +222,14 @@ def test_two_cpu_processes_train_one_model_and_stop_together(small_data, tmp_pat
     assert first.returncode == 0, first.stderr[-2000:]
     state = json.loads((out / "training" / "checkpoint" / "state.json").read_text())
     assert state["stage"] in ("vae", "unet")  # the budget stopped it before the end
+    assert not is_trained(out)  # a snapshot, not a finished run: the experiments' caches train on
     done = torchrun(*args, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("saved pipeline to") == 1  # one report, not one per process
     s = summary(out)
     assert s["processes"] == 2  # one process group, not two models trained side by side
     assert "in 2 processes (`torchrun --nproc-per-node 2" in (out / "README.md").read_text()  # the card
-    assert s["steps"] == {"vae": 15, "unet": 30} and s["finished"]
+    assert s["steps"] == {"vae": 15, "unet": 30} and s["finished"] and is_trained(out)
     assert s["samples_seen"]["unet"] == 30 * train_preset("tiny").unet_batch  # the global batch, split
     # Each rank encoded half the latents: gathered, they are every image's, in dataset order.
     config = dataclasses.replace(train_preset("tiny"), max_images=127)

@@ -179,18 +179,13 @@ def cached_dataset(spec, images: int, size: int, seed: int, cache: Path, progres
     return folder
 
 
-def trained(folder: Path) -> bool:
-    """Whether ``folder`` holds a finished training run."""
-    summary = folder / "training" / "summary.json"
-    return summary.is_file() and bool(json.loads(summary.read_text()).get("finished"))
-
-
 def cached_model(spec, images: int, size: int, seed: int, train, cache: Path, progress: bool, command: str) -> Path:
     """A model trained on ``spec``'s dataset with ``train``; resumes a killed training run."""
     from originality.models import train as train_model
+    from originality.models.training import is_trained
 
     folder = cache / f"model-{model_key(data_key(spec, images, size, seed), train)}"
-    if trained(folder):
+    if is_trained(folder):
         return folder
     data = cached_dataset(spec, images, size, seed, cache, progress)
     return train_model(train, data, folder, progress=progress, command=command)
@@ -344,7 +339,9 @@ def _wait_for(paths: list[Path], seconds: float) -> None:
 def _train_with_first(job: Job, config: GeneralizationConfig, cache: Path, wait_seconds: float) -> None:
     """A helper process's share of a data-parallel job: once the first process has made the
     dataset, join its training run (which resumes from the same checkpoint on every process)."""
-    if trained(cache / f"model-{job.model_key}"):
+    from originality.models.training import is_trained
+
+    if is_trained(cache / f"model-{job.model_key}"):
         return
     _wait_for([cache / f"data-{job.data_key}" / ".complete"], wait_seconds)
     model_for(job, config, cache, progress=False)

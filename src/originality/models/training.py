@@ -614,6 +614,12 @@ class Trainer:
         )
 
 
+def is_trained(out: str | Path) -> bool:
+    """Whether the pipeline folder ``out`` holds a finished run (its ``training/summary.json`` says so)."""
+    summary = Path(out) / "training" / "summary.json"
+    return summary.is_file() and bool(json.loads(summary.read_text()).get("finished"))
+
+
 def train(
     config: TrainConfig, dataset: str | Path, out: str | Path, *, max_minutes: float | None = None, **kwargs: Any
 ) -> Path:
