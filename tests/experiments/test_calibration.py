@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from originality.detection.detector import detector_identity
 from originality.errors import OriginalityError
 from originality.experiments.calibration import CalibrationConfig, calibrate, format_calibration
 
@@ -12,6 +13,7 @@ def test_calibration_measures_the_caption_ceiling_and_each_budget(tiny_model, tm
     )
     report = calibrate(tiny_model, tmp_path / "cal", config, progress=False)
     assert json.loads((tmp_path / "cal" / "calibration.json").read_text()) == json.loads(json.dumps(report))
+    assert report["detector"] == detector_identity()  # the rates are this detector's readings
     for group in ("common", "rare", "unseen"):
         rates = report["caption_ceiling"][group]["mean_match_rate"]
         assert set(rates) == {"0.5", "0.7", "0.9"} and all(0 <= v <= 1 for v in rates.values())

@@ -6,6 +6,7 @@ from originality.cli import main
 from originality.detection.detector import detector_identity
 from originality.errors import OriginalityError
 from originality.experiments.generalization import generalization_preset, plan, run_generalization
+from originality.models.training import training_summary
 
 
 def test_tiny_ladder_runs_end_to_end_and_a_rerun_reuses_every_step(tmp_path, monkeypatch):
@@ -148,7 +149,6 @@ def test_a_measurement_without_held_out_hits_leaves_no_stale_crops(tmp_path):
 
 
 def test_data_parallel_trains_one_level_on_both_processes(tmp_path, torchrun):
-    import json
 
     out = tmp_path / "gen"
     args = ["experiment", "generalization", "--preset", "tiny", "--levels", "4", "--out", str(out), "--quiet"]
@@ -156,20 +156,19 @@ def test_data_parallel_trains_one_level_on_both_processes(tmp_path, torchrun):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("element prompt") == 1  # one table: the first process measures and reports
     (job,) = plan(generalization_preset("tiny", levels=(4,)))
-    model = json.loads((out / "cache" / f"model-{job.model_key}" / "training" / "summary.json").read_text())
+    model = training_summary(out / "cache" / f"model-{job.model_key}")
     assert model["processes"] == 2 and model["finished"]  # one process group, one model
     assert (out / "cache" / f"measure-{job.measure_key}.json").is_file()
     assert list((out / "cache").glob("model-*")) == [out / "cache" / f"model-{job.model_key}"]
 
 
 def test_under_a_launcher_each_process_trains_its_own_levels(tmp_path, torchrun):
-    import json
 
     out = tmp_path / "gen"
     done = torchrun("experiment", "generalization", "--preset", "tiny", "--out", str(out), "--quiet", timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("element prompt") == 1
     for job in plan(generalization_preset("tiny")):  # levels 4 and 60, one per process
-        model = json.loads((out / "cache" / f"model-{job.model_key}" / "training" / "summary.json").read_text())
+        model = training_summary(out / "cache" / f"model-{job.model_key}")
         assert model["processes"] == 1 and model["finished"]
         assert (out / "cache" / f"measure-{job.measure_key}.json").is_file()

@@ -12,6 +12,7 @@ from originality.experiments.min_tokens import (
     make_queries,
     render_query,
     run_min_tokens,
+    run_settings,
     summarise,
     training_fractions,
 )
@@ -104,6 +105,22 @@ def test_experiment_writes_figures_and_resumes(tiny_model, tiny_data, tmp_path):
     other = MinTokensConfig(queries=2, size=32, query_seed=5, score=score)
     with pytest.raises(OriginalityError, match="other settings"):
         run_min_tokens(tiny_model, out, other, progress=False)
+
+
+def test_a_run_that_reads_samples_with_the_detector_records_which_detector(tiny_model, tmp_path):
+    from originality.detection.detector import detector_identity
+
+    reading = MinTokensConfig(score=score_preset("quick")).validate()  # elements distance, positions check
+    settings = run_settings(tiny_model, reading)
+    assert settings["detector"] == detector_identity()
+    blind = MinTokensConfig(score=score_preset("quick", distance="ssim", check=None, threshold=0.9)).validate()
+    assert "detector" not in run_settings(tiny_model, blind)
+    # A folder scored with another detector is not resumed: its scores are another detector's readings.
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / "experiment.json").write_text(json.dumps({**settings, "detector": "0123456789ab"}))
+    with pytest.raises(OriginalityError, match="other settings"):
+        run_min_tokens(tiny_model, out, reading, progress=False)
 
 
 def test_two_processes_share_the_queries(tiny_model, tmp_path, torchrun):

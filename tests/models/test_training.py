@@ -11,11 +11,11 @@ from originality.errors import OriginalityError
 from originality.models import generate, load_pipeline, train, train_preset
 from originality.models.config import with_overrides
 from originality.models.pipeline import save_pipeline
-from originality.models.training import Trainer, is_trained, load_images, to_model_range
+from originality.models.training import Trainer, is_trained, load_images, to_model_range, training_summary
 
 
 def summary(folder):
-    return json.loads((folder / "training" / "summary.json").read_text())
+    return training_summary(folder)
 
 
 def test_tiny_trains_and_both_losses_fall(tiny_model):
@@ -251,3 +251,7 @@ def test_latent_shards_cover_the_images_in_order_or_refuse_an_empty_one():
     for n, processes in ((5, 4), (1, 2)):  # 5 over 4: shards of 2, 2, 1 and none
         with pytest.raises(OriginalityError, match="use fewer processes"):
             latent_shard(n, processes, 0)
+
+
+def test_a_folder_without_a_training_run_has_no_summary(tmp_path):
+    assert training_summary(tmp_path) is None and not is_trained(tmp_path)

@@ -51,7 +51,7 @@ class CalibrationConfig:
 def calibrate(model: str | Path | None, out: str | Path, config: CalibrationConfig, *, progress: bool = True) -> dict:
     from tqdm.auto import tqdm
 
-    from originality.detection.detector import ElementDetector, element_multiset, kind_shares
+    from originality.detection.detector import ElementDetector, detector_identity, element_multiset, kind_shares
     from originality.domains import load_domain
     from originality.method.inversion import image_latents
     from originality.method.search import invert_and_reconstruct, score_preset
@@ -126,6 +126,7 @@ def calibrate(model: str | Path | None, out: str | Path, config: CalibrationConf
     report = {
         "config": dataclasses.asdict(config),
         "model": model_identity(model),
+        "detector": detector_identity(),
         "caption_ceiling": {g: _ceiling_summary(rows, config.detector_thresholds) for g, rows in ceiling.items()},
         "caption_ceiling_seconds": ceiling_seconds,
         "inversion_budget": budget_rows,

@@ -365,6 +365,7 @@ def write_measured(out: str | Path, config: GeneralizationConfig) -> dict[str, A
 def _run_job(job: Job, config: GeneralizationConfig, cache: Path, figures: Path, path: Path, progress: bool) -> None:
     from originality.detection.detector import ElementDetector
     from originality.models.pipeline import load_pipeline, resolve_device
+    from originality.models.training import training_summary
 
     t0 = time.perf_counter()
     model = model_for(job, config, cache, progress)
@@ -374,7 +375,7 @@ def _run_job(job: Job, config: GeneralizationConfig, cache: Path, figures: Path,
     result = measure(pipeline, detector, held_out(job), config)
     record = _record(job, result, figures)
     record["seconds"] = {"data_and_training": t1 - t0, "measurement": time.perf_counter() - t1}
-    record["model"] = json.loads((model / "training" / "summary.json").read_text())["steps"]
+    record["model"] = training_summary(model)["steps"]
     record["detector"] = job.detector
     tmp = path.with_suffix(".tmp")  # the file's existence marks the job done: write it whole
     tmp.write_text(json.dumps(record, indent=1) + "\n")

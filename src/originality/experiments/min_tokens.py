@@ -65,12 +65,13 @@ def training_fractions(model: str | Path | None) -> dict[str, float]:
     gets App. E.1's fractions.
     """
     from originality.models.pipeline import default_model
+    from originality.models.training import training_summary
     from originality.shapes import preset
 
     fractions = dict(APP_E1_FRACTIONS)
     folder = default_model() if model is None else Path(model)
     try:
-        dataset = json.loads((folder / "training" / "summary.json").read_text())["dataset"]
+        dataset = training_summary(folder)["dataset"]
         recorded = dataset.get("fractions") or {c.name: c.fraction for c in preset(dataset["spec"]).components}
         fractions.update({k: float(v) for k, v in recorded.items() if k in fractions})
     except (OSError, ValueError, KeyError, TypeError, AttributeError, OriginalityError):
@@ -176,13 +177,12 @@ def run_min_tokens(
     the others return None.
     """
     from originality.batch import processes, score_all
-    from originality.models.pipeline import load_pipeline, model_identity
+    from originality.models.pipeline import load_pipeline
 
     config.validate()
     procs = processes()
     out = Path(out)
-    # The query count is left out: rerunning with more --queries adds queries to a finished run.
-    settings = {"config": {**config.to_dict(), "queries": None}, "model": model_identity(model)}
+    settings = run_settings(model, config)
     resuming = _check_out(out, settings)  # every process checks before the first one writes
     pipeline = load_pipeline(model, device=procs.device)  # a bad --model fails before anything is written
     procs.barrier()
@@ -207,10 +207,26 @@ def run_min_tokens(
     threshold_sweep(summary, out, records, rows, config)
     shape_pair_verdict(summary, out, records, rows, config)
     summary["model"] = settings["model"]
+    summary["detector"] = settings.get("detector")
     summary["training_images_compared"] = compared
     summary["seconds_this_call"] = time.perf_counter() - started
     write_outputs(out, summary, records, rows)
     return summary
+
+
+def run_settings(model: str | Path | None, config: MinTokensConfig) -> dict[str, Any]:
+    """What a run's scores depend on, saved in its folder: a rerun resumes only where they match.
+
+    The query count is left out, so rerunning with more ``queries`` extends a finished run.
+    """
+    from originality.detection.detector import detector_identity
+    from originality.method.distances import reads_elements
+    from originality.models.pipeline import model_identity
+
+    settings = {"config": {**config.to_dict(), "queries": None}, "model": model_identity(model)}
+    if reads_elements(config.score.distance, config.score.check):  # the scores are the detector's readings
+        settings["detector"] = detector_identity()
+    return settings
 
 
 def _check_out(out: Path, settings: dict[str, Any]) -> bool:

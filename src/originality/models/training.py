@@ -614,10 +614,17 @@ class Trainer:
         )
 
 
+def training_summary(out: str | Path) -> dict[str, Any] | None:
+    """The training summary that ``Trainer`` writes into the pipeline folder ``out``, or None
+    where there is none (a model not trained by ``originality``)."""
+    path = Path(out) / "training" / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def is_trained(out: str | Path) -> bool:
-    """Whether the pipeline folder ``out`` holds a finished run (its ``training/summary.json`` says so)."""
-    summary = Path(out) / "training" / "summary.json"
-    return summary.is_file() and bool(json.loads(summary.read_text()).get("finished"))
+    """Whether the pipeline folder ``out`` holds a finished run (its training summary says so)."""
+    summary = training_summary(out)
+    return bool(summary and summary.get("finished"))
 
 
 def train(
