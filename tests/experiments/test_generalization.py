@@ -149,7 +149,6 @@ def test_a_measurement_without_held_out_hits_leaves_no_stale_crops(tmp_path):
 
 
 def test_data_parallel_trains_one_level_on_both_processes(tmp_path, torchrun):
-
     out = tmp_path / "gen"
     args = ["experiment", "generalization", "--preset", "tiny", "--levels", "4", "--out", str(out), "--quiet"]
     done = torchrun(*args, "--data-parallel", timeout=180)
@@ -163,7 +162,6 @@ def test_data_parallel_trains_one_level_on_both_processes(tmp_path, torchrun):
 
 
 def test_under_a_launcher_each_process_trains_its_own_levels(tmp_path, torchrun):
-
     out = tmp_path / "gen"
     done = torchrun("experiment", "generalization", "--preset", "tiny", "--out", str(out), "--quiet", timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]

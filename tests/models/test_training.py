@@ -14,17 +14,13 @@ from originality.models.pipeline import save_pipeline
 from originality.models.training import Trainer, is_trained, load_images, to_model_range, training_summary
 
 
-def summary(folder):
-    return training_summary(folder)
-
-
 def test_tiny_trains_and_both_losses_fall(tiny_model):
     out = tiny_model
     state = json.loads((out / "training" / "checkpoint" / "state.json").read_text())
     for stage in ("vae", "unet"):
         losses = [v for _, v in state["losses"][stage]]
         assert len(losses) >= 2 and losses[-1] < losses[0], (stage, losses)
-    s = summary(out)
+    s = training_summary(out)
     assert s["steps"] == {"vae": 64, "unet": 128}
     assert s["samples_seen"] == {"vae": 64 * 8, "unet": 128 * 8}
     assert s["dataset"]["fractions"] == {"common": 0.3, "rare": 0.001}  # what min-tokens reads
@@ -37,7 +33,7 @@ def test_tiny_trains_and_both_losses_fall(tiny_model):
 def test_saved_folder_is_a_diffusers_pipeline_and_reloads_identically(tiny_model, tmp_path):
     out = tiny_model
     plain = StableDiffusionPipeline.from_pretrained(out, safety_checker=None, requires_safety_checker=False)
-    assert plain.vae.config.scaling_factor == pytest.approx(summary(out)["scaling_factor"])
+    assert plain.vae.config.scaling_factor == pytest.approx(training_summary(out)["scaling_factor"])
     prompts, seeds = ["big red full circle and big blue full square", ""], [3, 4]
     first = generate(load_pipeline(out), prompts, seeds, steps=4)
     save_pipeline(load_pipeline(out), tmp_path / "copy")
@@ -116,10 +112,10 @@ def test_bad_inputs(small_data, tiny_config, tmp_path):
 def test_rerun_with_more_epochs_continues_the_run(small_data, tiny_config, tmp_path):
     short = dataclasses.replace(tiny_config, unet_epochs=0.5)
     out = train(short, small_data, tmp_path / "m", progress=False)
-    assert summary(out)["steps"]["unet"] == 8
+    assert training_summary(out)["steps"]["unet"] == 8
     out = train(dataclasses.replace(tiny_config, unet_epochs=1.0), small_data, tmp_path / "m", progress=False)
-    assert summary(out)["steps"]["unet"] == 16
-    assert summary(out)["samples_seen"]["vae"] == 16 * 8  # the VAE was not trained again
+    assert training_summary(out)["steps"]["unet"] == 16
+    assert training_summary(out)["samples_seen"]["vae"] == 16 * 8  # the VAE was not trained again
 
 
 def test_time_budget_saves_a_snapshot_and_a_rerun_finishes(small_data, tiny_config, tmp_path):
@@ -132,14 +128,14 @@ def test_time_budget_saves_a_snapshot_and_a_rerun_finishes(small_data, tiny_conf
 
     trainer.on_step = out_of_time_at_unet_step_5
     trainer.run(max_minutes=60)
-    snapshot = summary(out)
+    snapshot = training_summary(out)
     assert not snapshot["finished"] and snapshot["steps"]["unet"] <= 5
     assert "snapshot" in (out / "README.md").read_text() and "Made over" not in (out / "README.md").read_text()
     load_pipeline(out)  # usable as it is
     command = "originality train --data d --out m --hours 0.5"
-    assert summary(train(tiny_config, small_data, out, progress=False, command=command))["finished"]
-    assert summary(out)["calls"] == 2
-    assert summary(out)["steps"]["unet"] == tiny_config.unet_epochs * 128 // tiny_config.unet_batch
+    assert training_summary(train(tiny_config, small_data, out, progress=False, command=command))["finished"]
+    assert training_summary(out)["calls"] == 2
+    assert training_summary(out)["steps"]["unet"] == tiny_config.unet_epochs * 128 // tiny_config.unet_batch
     card = (out / "README.md").read_text()
     # The card names the last call, and says how to make the model in one.
     assert "snapshot" not in card and command in card and "Made over 2 calls" in card
@@ -168,7 +164,7 @@ def test_changes_lists_only_what_differs_from_the_named_preset():
 def test_a_pretrained_vae_is_used_frozen_and_stage_one_skipped(tiny_model, small_data, tiny_config, tmp_path):
     config = dataclasses.replace(tiny_config, vae_from=str(tiny_model), unet_epochs=0.5)
     out = train(config, small_data, tmp_path / "m", progress=False)
-    s = summary(out)
+    s = training_summary(out)
     assert s["steps"]["vae"] == 0 and s["steps"]["unet"] > 0
     source = load_file(tiny_model / "vae" / "diffusion_pytorch_model.safetensors")
     saved = load_file(out / "vae" / "diffusion_pytorch_model.safetensors")
@@ -226,7 +222,7 @@ def test_two_cpu_processes_train_one_model_and_stop_together(small_data, tmp_pat
     done = torchrun(*args, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("saved pipeline to") == 1  # one report, not one per process
-    s = summary(out)
+    s = training_summary(out)
     assert s["processes"] == 2  # one process group, not two models trained side by side
     assert "in 2 processes (`torchrun --nproc-per-node 2" in (out / "README.md").read_text()  # the card
     assert s["steps"] == {"vae": 15, "unet": 30} and s["finished"] and is_trained(out)

@@ -71,7 +71,7 @@ def training_fractions(model: str | Path | None) -> dict[str, float]:
     fractions = dict(APP_E1_FRACTIONS)
     folder = default_model() if model is None else Path(model)
     try:
-        dataset = training_summary(folder)["dataset"]
+        dataset = (training_summary(folder) or {})["dataset"]  # none: KeyError, App. E.1's
         recorded = dataset.get("fractions") or {c.name: c.fraction for c in preset(dataset["spec"]).components}
         fractions.update({k: float(v) for k, v in recorded.items() if k in fractions})
     except (OSError, ValueError, KeyError, TypeError, AttributeError, OriginalityError):
