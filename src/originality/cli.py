@@ -363,6 +363,20 @@ def _experiment_generalization(args: argparse.Namespace) -> None:
     print(f"fig3.png, fig12-quality.png, fig13-samples.png, summary.json and report.html in {args.out}")
 
 
+def _experiment_generalization_compare(args: argparse.Namespace) -> None:
+    from originality.experiments.generalization import compare_lengths
+
+    ladders = compare_lengths(args.runs, args.out)
+    levels = sorted({int(level) for ladder in ladders for level in ladder["levels"]})
+    print("held-out element's share of the element prompt's detections, by UNet steps and level")
+    print(f"{'steps':>7s} {'detector':>12s}  " + "  ".join(f"{level:>6d}" for level in levels))
+    for ladder in ladders:
+        row = ladder["levels"]
+        cells = [f"{row[str(lv)]['element']:6.1%}" if str(lv) in row else f"{'-':>6s}" for lv in levels]
+        print(f"{ladder['unet_steps']:>7,d} {ladder['detector']:>12s}  " + "  ".join(cells))
+    print(f"{args.out} and {Path(args.out).with_suffix('.json')}")
+
+
 def _experiment_fixed_location(args: argparse.Namespace) -> None:
     from originality.experiments.fixed_location import FixedLocationConfig, run_fixed_location
 
@@ -566,6 +580,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--quiet", action="store_true")
     gen.set_defaults(func=_experiment_generalization)
+    cmp_ = expsub.add_parser(
+        "generalization-compare", help="Fig. 3 per training length, pooled from finished generalization runs"
+    )
+    cmp_.add_argument("runs", nargs="+", help="output folders of `experiment generalization`")
+    cmp_.add_argument("--out", required=True, help="the figure (.png); its numbers go beside it as .json")
+    cmp_.set_defaults(func=_experiment_generalization_compare)
     fix = expsub.add_parser("fixed-location", help="App. C: a model trained with the common pair at one place")
     fix.add_argument("--out", required=True, help="output folder (its cache/ keeps the trained model)")
     fix.add_argument("--queries", type=int, default=4)

@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import pytest
 
@@ -35,6 +36,14 @@ def test_tiny_ladder_runs_end_to_end_and_a_rerun_reuses_every_step(tmp_path, mon
     assert partial["levels"] == summary["levels"] and partial["measured_only"] == ["4-big-full", "60-big-full"]
     with pytest.raises(OriginalityError, match="no level of this experiment's settings is measured"):
         run_generalization(tmp_path / "none", wider, measured_only=True)
+    # The run pools into a per-length figure (read back, nothing trained).
+    assert main(["experiment", "generalization-compare", str(out), "--out", str(tmp_path / "lengths.png")]) == 0
+    (ladder,) = json.loads((tmp_path / "lengths.json").read_text())
+    assert ladder["unet_steps"] == summary["records"][0]["model"]["unet"] > 0
+    assert {k: v["element"] for k, v in ladder["levels"].items()} == {
+        k: v["element"]["frequency"] for k, v in summary["levels"].items()
+    }
+    assert (tmp_path / "lengths.png").stat().st_size > 100
 
 
 def test_keys_change_only_for_the_changed_level_settings():
@@ -170,3 +179,60 @@ def test_under_a_launcher_each_process_trains_its_own_levels(tmp_path, torchrun)
         model = training_summary(out / "cache" / f"model-{job.model_key}")
         assert model["processes"] == 1 and model["finished"]
         assert (out / "cache" / f"measure-{job.measure_key}.json").is_file()
+
+
+def test_ladders_are_pooled_by_training_length_not_by_run(tmp_path, capsys):
+    from originality.experiments.generalization import by_training_length
+
+    def record(key, level, steps, element, detector="d1"):
+        def kind(frequency):
+            return {"frequency": frequency, "image_rate": frequency / 2}
+
+        model = {"vae": 0, "unet": steps}
+        return {
+            "key": key,
+            "level": level,
+            "model": model,
+            "detector": detector,
+            "empty": kind(0.0),
+            "element": kind(element),
+        }
+
+    def run(*records):
+        return {"config": {"train": "cpu"}, "records": list(records)}
+
+    ladders = by_training_length(
+        [
+            run(record("a", 4, 4000, 0.3), record("b", 60, 4000, 0.34)),
+            run(record("b", 60, 4000, 0.34), record("c", 60, 8000, 0.78)),  # "b" again: counted once
+            run(record("d", 30, 8000, 0.80), record("e", 60, 8000, 0.80)),  # e: another seed of c's model
+            run(record("f", 4, 4000, 0.9, detector="d2")),  # another detector: its own ladder
+        ]
+    )
+    got = [
+        (
+            x["unet_steps"],
+            x["detector"],
+            {k: (round(v["element"], 3), v["measurements"]) for k, v in x["levels"].items()},
+        )
+        for x in ladders
+    ]
+    assert got == [
+        (4000, "d1", {"4": (0.3, 1), "60": (0.34, 1)}),
+        (4000, "d2", {"4": (0.9, 1)}),
+        (8000, "d1", {"30": (0.8, 1), "60": (0.79, 2)}),
+    ]
+    assert ladders[0]["levels"]["4"]["image_rate"] == 0.15
+    # Bad input: a folder that is no run, a figure name that is no PNG; nothing is written.
+    no_run, made = tmp_path / "no-run", tmp_path / "made"
+    no_run.mkdir()
+    made.mkdir()
+    (made / "summary.json").write_text(json.dumps(run(record("a", 4, 4000, 0.3))))
+    for folder, figure, message in (
+        (no_run, "x.png", "holds no summary.json"),
+        (made, "x.jpg", "should name a .png file"),
+    ):
+        assert main(["experiment", "generalization-compare", str(folder), "--out", str(tmp_path / figure)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    assert not list(tmp_path.glob("x.*"))

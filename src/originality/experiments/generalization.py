@@ -419,6 +419,64 @@ def summarise(records: list[dict[str, Any]], config: GeneralizationConfig) -> di
     }
 
 
+def by_training_length(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pool the measurements of several runs into one ladder per training length.
+
+    The question the ladders answer is whether the held-out element rises with diversity at
+    *equal* training, so runs that trained some levels longer (e.g. a level continued from its
+    checkpoint) are sorted by the steps each model saw, not by the run they were measured in.
+    Measurements read by different detectors are kept apart. A measurement found in two runs
+    (same key) counts once; two of one model (another sampling seed) or of several variants are
+    averaged. Each ladder: ``{"train", "unet_steps", "detector", "levels": {level: {"element",
+    "empty", "image_rate", "measurements"}}}``, shortest training first."""
+    groups: dict[tuple[str, int, str], dict[int, list[dict[str, Any]]]] = {}
+    seen: set[str] = set()
+    for summary in summaries:
+        for record in summary["records"]:
+            if record["key"] in seen:
+                continue
+            seen.add(record["key"])
+            length = (summary["config"]["train"], int(record["model"]["unet"]), record.get("detector") or "")
+            groups.setdefault(length, {}).setdefault(record["level"], []).append(record)
+    return [
+        {
+            "train": train,
+            "unet_steps": steps,
+            "detector": detector,
+            "levels": {
+                str(level): {
+                    "element": float(np.mean([r["element"]["frequency"] for r in records])),
+                    "empty": float(np.mean([r["empty"]["frequency"] for r in records])),
+                    "image_rate": float(np.mean([r["element"]["image_rate"] for r in records])),
+                    "measurements": len(records),
+                }
+                for level, records in sorted(levels.items())
+            },
+        }
+        for (train, steps, detector), levels in sorted(groups.items(), key=lambda item: (item[0][1], item[0]))
+    ]
+
+
+def compare_lengths(runs: list[str | Path], out: str | Path) -> list[dict[str, Any]]:
+    """Fig. 3 once per training length, from finished runs' ``summary.json``: one figure and its
+    numbers (``<out>.json`` beside the PNG). Trains and measures nothing."""
+    summaries = []
+    for run in runs:
+        path = Path(run) / "summary.json"
+        if not path.is_file():
+            raise OriginalityError(f"{run} holds no summary.json: name folders written by `experiment generalization`")
+        summaries.append(json.loads(path.read_text()))
+    out = Path(out)
+    if out.suffix != ".png":
+        raise OriginalityError(f"--out {out} should name a .png file")
+    from originality.report.plots import generalization_lengths_plot
+
+    ladders = by_training_length(summaries)
+    generalization_lengths_plot(ladders, out)
+    out.with_suffix(".json").write_text(json.dumps(ladders, indent=1) + "\n")
+    return ladders
+
+
 def outside_spanning_set(record: dict[str, Any], kind: str) -> float:
     """Share of a measurement's detections that are elements its model's data never spanned: a
     sign of samples the detector cannot read (blurry, half-formed shapes), not of generalization."""

@@ -223,3 +223,31 @@ def generalization_plot(summary: dict, out: str | Path) -> Path:
         side.tick_params(axis="x", labelsize=6)
     fig.tight_layout()
     return _save(fig, out)
+
+
+def generalization_lengths_plot(ladders: list[dict], out: str | Path) -> Path:
+    """Fig. 3 at several training lengths: the held-out element's share of detections against
+    the number of training elements, element prompt solid, empty prompt dashed, one colour per
+    ladder (``experiments.generalization.by_training_length``)."""
+    levels = sorted({int(level) for ladder in ladders for level in ladder["levels"]})
+    varies = {key: len({ladder[key] for ladder in ladders}) > 1 for key in ("train", "detector")}
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    colours = plt.get_cmap("viridis")
+    for i, ladder in enumerate(ladders):
+        colour = colours(i / max(1, len(ladders) - 1) * 0.85)
+        xs = [levels.index(int(level)) for level in ladder["levels"]]
+        values = ladder["levels"].values()
+        label = f"{ladder['unet_steps']:,} UNet steps"
+        label += f", {ladder['train']}" if varies["train"] else ""
+        label += f", detector {ladder['detector']}" if varies["detector"] else ""
+        ax.plot(xs, [v["element"] * 100 for v in values], marker="o", color=colour, label=label)
+        ax.plot(xs, [v["empty"] * 100 for v in values], marker=".", ls="--", color=colour, alpha=0.6)
+    ax.set_xticks(range(len(levels)), [str(level) for level in levels])
+    ax.set_xlabel("elements in the training spanning set")
+    ax.set_ylabel("held-out element among detections (%)")
+    ax.set_title("element prompt (solid) and empty prompt (dashed)", fontsize=9)
+    ax.set_ylim(-3, 103)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out)
