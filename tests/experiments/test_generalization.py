@@ -228,8 +228,16 @@ def test_ladders_are_pooled_by_training_length_not_by_run(tmp_path, capsys):
     no_run.mkdir()
     made.mkdir()
     (made / "summary.json").write_text(json.dumps(run(record("a", 4, 4000, 0.3))))
+    other = tmp_path / "other"  # e.g. a min-tokens run's summary
+    other.mkdir()
+    (other / "summary.json").write_text(json.dumps({"groups": {}, "rho": 0.3}))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "summary.json").write_text(json.dumps(run()))
     for folder, figure, message in (
         (no_run, "x.png", "holds no summary.json"),
+        (other, "x.png", "is not a generalization run's summary (no 'records')"),
+        (empty, "x.png", "these runs hold no measurement yet"),
         (made, "x.jpg", "should name a .png file"),
     ):
         assert main(["experiment", "generalization-compare", str(folder), "--out", str(tmp_path / figure)]) == 2

@@ -465,13 +465,20 @@ def compare_lengths(runs: list[str | Path], out: str | Path) -> list[dict[str, A
         path = Path(run) / "summary.json"
         if not path.is_file():
             raise OriginalityError(f"{run} holds no summary.json: name folders written by `experiment generalization`")
-        summaries.append(json.loads(path.read_text()))
+        try:
+            summary = json.loads(path.read_text())
+            by_training_length([summary])  # reads every field the pooling needs
+        except (ValueError, KeyError, TypeError) as error:
+            raise OriginalityError(f"{path} is not a generalization run's summary (no {error})") from None
+        summaries.append(summary)
     out = Path(out)
     if out.suffix != ".png":
         raise OriginalityError(f"--out {out} should name a .png file")
     from originality.report.plots import generalization_lengths_plot
 
     ladders = by_training_length(summaries)
+    if not ladders:
+        raise OriginalityError("these runs hold no measurement yet")
     generalization_lengths_plot(ladders, out)
     out.with_suffix(".json").write_text(json.dumps(ladders, indent=1) + "\n")
     return ladders
