@@ -555,7 +555,12 @@ def build_parser() -> argparse.ArgumentParser:
     mt.set_defaults(func=_experiment_min_tokens)
     gen = expsub.add_parser("generalization", help="Fig. 3: generalization vs training diversity (trains models)")
     gen.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
-    gen.add_argument("--preset", default="quick", help="quick (this CPU, ~2 h), paper (GPUs) or tiny (seconds)")
+    gen.add_argument(
+        "--preset",
+        default="quick",
+        help="quick (this CPU, ~2 h, too short to show much), cpu (4 levels, ~90 min each), "
+        "paper (GPUs) or tiny (seconds)",
+    )
     gen.add_argument("--levels", help="comma-separated ladder levels (default: 4,6,9,15,30,60)")
     gen.add_argument("--variants", help="comma-separated variants: big-full,big-empty,small-full,small-empty")
     gen.add_argument("--samples", type=int, help="images per prompt type (paper: 1024)")

@@ -244,3 +244,20 @@ def test_ladders_are_pooled_by_training_length_not_by_run(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
     assert not list(tmp_path.glob("x.*"))
+
+
+def test_the_committed_cpu_ladder_resumes_under_its_preset(tmp_path, monkeypatch):
+    """results/generalization/ladder-8000-steps is what ``--preset cpu`` makes: copied into a
+    folder, the preset finds every measurement in it, trains nothing and gives the same numbers."""
+    import shutil
+    from pathlib import Path
+
+    import originality.experiments.generalization as gen
+
+    committed = Path(__file__).parents[2] / "results" / "generalization" / "ladder-8000-steps"
+    out = tmp_path / "ladder"
+    shutil.copytree(committed, out)
+    monkeypatch.setattr(gen, "_run_job", lambda *a, **k: pytest.fail("re-ran a committed measurement"))
+    summary = run_generalization(out, generalization_preset("cpu"), progress=False)
+    assert summary["levels"] == json.loads((committed / "summary.json").read_text())["levels"]
+    assert [r["model"]["unet"] for r in summary["records"]] == [7988] * 4

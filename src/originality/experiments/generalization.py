@@ -88,18 +88,26 @@ def generalization_preset(name: str, **overrides: Any) -> GeneralizationConfig:
     cpu models' UNet for 2 epochs on the shipped model's VAE (frozen, as Sec. 4.1's pretrained VAE),
     256 samples per prompt at 25 sampler steps, read at detector confidence 0.5 (these briefly
     trained models draw elements the detector reads with less confidence; precision at 0.5 on
-    rendered images is 0.999, results/detector)."""
+    rendered images is 0.999, results/detector). ``quick`` shows nothing yet (0-2% at every level:
+    too little training); ``cpu`` is ``quick`` trained 12.8 times longer on four levels (4, 15, 30,
+    60; 7,988 UNet steps a level), the smallest ladder that measured the paper's direction on this
+    CPU (results/generalization/ladder-8000-steps): about 90 min a level on both cores with
+    ``--data-parallel`` under torchrun, resumable."""
+    quick = GeneralizationConfig(
+        preset="quick",
+        variants=("big-full",),
+        images=20_000,
+        train="cpu",
+        train_overrides={"vae_from": "shipped", "unet_epochs": 2.0},
+        samples=256,
+        inference_steps=25,
+        detector_threshold=0.5,
+    )
     presets = {
         "paper": GeneralizationConfig(),
-        "quick": GeneralizationConfig(
-            preset="quick",
-            variants=("big-full",),
-            images=20_000,
-            train="cpu",
-            train_overrides={"vae_from": "shipped", "unet_epochs": 2.0},
-            samples=256,
-            inference_steps=25,
-            detector_threshold=0.5,
+        "quick": quick,
+        "cpu": dataclasses.replace(
+            quick, preset="cpu", levels=(4, 15, 30, 60), train_overrides={"vae_from": "shipped", "unet_epochs": 25.6}
         ),
         "tiny": GeneralizationConfig(  # tests: seconds
             preset="tiny",
