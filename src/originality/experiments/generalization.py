@@ -107,7 +107,7 @@ def generalization_preset(name: str, **overrides: Any) -> GeneralizationConfig:
         "paper": GeneralizationConfig(),
         "quick": quick,
         "cpu": dataclasses.replace(
-            quick, preset="cpu", levels=(4, 15, 30, 60), train_overrides={"vae_from": "shipped", "unet_epochs": 25.6}
+            quick, preset="cpu", levels=(4, 15, 30, 60), train_overrides={**quick.train_overrides, "unet_epochs": 25.6}
         ),
         "tiny": GeneralizationConfig(  # tests: seconds
             preset="tiny",
