@@ -369,11 +369,12 @@ def _experiment_generalization_compare(args: argparse.Namespace) -> None:
     ladders = compare_lengths(args.runs, args.out)
     levels = sorted({int(level) for ladder in ladders for level in ladder["levels"]})
     print("held-out element's share of the element prompt's detections, by UNet steps and level")
-    print(f"{'steps':>7s} {'detector':>12s}  " + "  ".join(f"{level:>6d}" for level in levels))
+    print(f"{'steps':>7s} {'recipe':>16s} {'detector':>12s}  " + "  ".join(f"{level:>6d}" for level in levels))
     for ladder in ladders:
         row = ladder["levels"]
         cells = [f"{row[str(lv)]['element']:6.1%}" if str(lv) in row else f"{'-':>6s}" for lv in levels]
-        print(f"{ladder['unet_steps']:>7,d} {ladder['detector']:>12s}  " + "  ".join(cells))
+        recipe = f"{ladder['train']} {ladder['recipe'][:8]}"
+        print(f"{ladder['unet_steps']:>7,d} {recipe:>16s} {ladder['detector']:>12s}  " + "  ".join(cells))
     print(f"{args.out} and {Path(args.out).with_suffix('.json')}")
 
 

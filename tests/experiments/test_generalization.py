@@ -198,8 +198,9 @@ def test_ladders_are_pooled_by_training_length_not_by_run(tmp_path, capsys):
             "element": kind(element),
         }
 
-    def run(*records):
-        return {"config": {"train": "cpu"}, "records": list(records)}
+    def run(*records, **overrides):
+        overrides = {"vae_from": "shipped", **overrides}
+        return {"config": {"train": "cpu", "train_overrides": overrides}, "records": list(records)}
 
     ladders = by_training_length(
         [
@@ -207,22 +208,29 @@ def test_ladders_are_pooled_by_training_length_not_by_run(tmp_path, capsys):
             run(record("b", 60, 4000, 0.34), record("c", 60, 8000, 0.78)),  # "b" again: counted once
             run(record("d", 30, 8000, 0.80), record("e", 60, 8000, 0.80)),  # e: another seed of c's model
             run(record("f", 4, 4000, 0.9, detector="d2")),  # another detector: its own ladder
+            run(record("g", 4, 4000, 0.5), unet_epochs=12.8),  # the same recipe trained to another length
+            run(record("h", 4, 4000, 0.1), unet_lr=1e-3),  # another recipe: its own ladder
         ]
     )
+    base = next(x["recipe"] for x in ladders if "60" in x["levels"])
     got = [
         (
             x["unet_steps"],
+            x["recipe"] == base,
             x["detector"],
             {k: (round(v["element"], 3), v["measurements"]) for k, v in x["levels"].items()},
         )
         for x in ladders
     ]
-    assert got == [
-        (4000, "d1", {"4": (0.3, 1), "60": (0.34, 1)}),
-        (4000, "d2", {"4": (0.9, 1)}),
-        (8000, "d1", {"30": (0.8, 1), "60": (0.79, 2)}),
+    assert sorted(got) == [
+        (4000, False, "d1", {"4": (0.1, 1)}),
+        (4000, True, "d1", {"4": (0.4, 2), "60": (0.34, 1)}),
+        (4000, True, "d2", {"4": (0.9, 1)}),
+        (8000, True, "d1", {"30": (0.8, 1), "60": (0.79, 2)}),
     ]
-    assert ladders[0]["levels"]["4"]["image_rate"] == 0.15
+    assert [x["unet_steps"] for x in ladders] == [4000, 4000, 4000, 8000]
+    pooled = next(x for x in ladders if x["recipe"] == base and x["detector"] == "d1")
+    assert pooled["levels"]["4"]["image_rate"] == 0.2  # (0.3 + 0.5) / 2 / 2
     # Bad input: a folder that is no run, a figure name that is no PNG; nothing is written.
     no_run, made = tmp_path / "no-run", tmp_path / "made"
     no_run.mkdir()
@@ -236,7 +244,7 @@ def test_ladders_are_pooled_by_training_length_not_by_run(tmp_path, capsys):
     (empty / "summary.json").write_text(json.dumps(run()))
     for folder, figure, message in (
         (no_run, "x.png", "holds no summary.json"),
-        (other, "x.png", "is not a generalization run's summary (no 'records')"),
+        (other, "x.png", "is not a generalization run's summary (no 'config')"),
         (empty, "x.png", "these runs hold no measurement yet"),
         (made, "x.jpg", "should name a .png file"),
     ):

@@ -433,22 +433,28 @@ def by_training_length(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     The question the ladders answer is whether the held-out element rises with diversity at
     *equal* training, so runs that trained some levels longer (e.g. a level continued from its
     checkpoint) are sorted by the steps each model saw, not by the run they were measured in.
-    Measurements read by different detectors are kept apart. A measurement found in two runs
+    Runs pool only when they trained by one recipe (the training config's fingerprint, which
+    leaves out the epoch counts: a model trained on is the same run at another length), and
+    measurements read by different detectors are kept apart. A measurement found in two runs
     (same key) counts once; two of one model (another sampling seed) or of several variants are
-    averaged. Each ladder: ``{"train", "unet_steps", "detector", "levels": {level: {"element",
-    "empty", "image_rate", "measurements"}}}``, shortest training first."""
-    groups: dict[tuple[str, int, str], dict[int, list[dict[str, Any]]]] = {}
+    averaged. Each ladder: ``{"train", "recipe", "unet_steps", "detector", "levels": {level:
+    {"element", "empty", "image_rate", "measurements"}}}``, shortest training first."""
+    groups: dict[tuple[str, str, int, str], dict[int, list[dict[str, Any]]]] = {}
     seen: set[str] = set()
     for summary in summaries:
+        config = summary["config"]
+        training = GeneralizationConfig(train=config["train"], train_overrides=config["train_overrides"])
+        train = (config["train"], training.training_config().fingerprint())
         for record in summary["records"]:
             if record["key"] in seen:
                 continue
             seen.add(record["key"])
-            length = (summary["config"]["train"], int(record["model"]["unet"]), record.get("detector") or "")
+            length = (*train, int(record["model"]["unet"]), record.get("detector") or "")
             groups.setdefault(length, {}).setdefault(record["level"], []).append(record)
     return [
         {
             "train": train,
+            "recipe": recipe,
             "unet_steps": steps,
             "detector": detector,
             "levels": {
@@ -461,7 +467,7 @@ def by_training_length(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 for level, records in sorted(levels.items())
             },
         }
-        for (train, steps, detector), levels in sorted(groups.items(), key=lambda item: (item[0][1], item[0]))
+        for (train, recipe, steps, detector), levels in sorted(groups.items(), key=lambda item: (item[0][2], item[0]))
     ]
 
 

@@ -230,7 +230,7 @@ def generalization_lengths_plot(ladders: list[dict], out: str | Path) -> Path:
     the number of training elements, element prompt solid, empty prompt dashed, one colour per
     ladder (``experiments.generalization.by_training_length``)."""
     levels = sorted({int(level) for ladder in ladders for level in ladder["levels"]})
-    varies = {key: len({ladder[key] for ladder in ladders}) > 1 for key in ("train", "detector")}
+    varies = {key: len({ladder[key] for ladder in ladders}) > 1 for key in ("recipe", "detector")}
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     colours = plt.get_cmap("viridis")
     for i, ladder in enumerate(ladders):
@@ -238,7 +238,7 @@ def generalization_lengths_plot(ladders: list[dict], out: str | Path) -> Path:
         xs = [levels.index(int(level)) for level in ladder["levels"]]
         values = ladder["levels"].values()
         label = f"{ladder['unet_steps']:,} UNet steps"
-        label += f", {ladder['train']}" if varies["train"] else ""
+        label += f", {ladder['train']} {ladder['recipe'][:6]}" if varies["recipe"] else ""
         label += f", detector {ladder['detector']}" if varies["detector"] else ""
         ax.plot(xs, [v["element"] * 100 for v in values], marker="o", color=colour, label=label)
         ax.plot(xs, [v["empty"] * 100 for v in values], marker=".", ls="--", color=colour, alpha=0.6)
