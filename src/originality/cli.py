@@ -354,11 +354,14 @@ def _experiment_generalization(args: argparse.Namespace) -> None:
     )
     if summary is None:  # a helper process under accelerate launch or torchrun
         return
-    print(f"{'level':>5s}  {'empty prompt':>14s}  {'element prompt':>14s}  {'prompted images with it':>23s}")
+    print(
+        f"{'level':>5s}  {'empty prompt':>14s}  {'element prompt':>14s}  {'prompted images with it':>23s}  "
+        f"{'empty vs an average element':>27s}"
+    )
     for level, v in summary["levels"].items():
         print(
             f"{level:>5s}  {v['empty']['frequency']:14.1%}  {v['element']['frequency']:14.1%}  "
-            f"{v['element']['image_rate']:23.1%}"
+            f"{v['element']['image_rate']:23.1%}  {v['empty']['vs_average_element']:27.2f}"
         )
     print(f"fig3.png, fig12-quality.png, fig13-samples.png, summary.json and report.html in {args.out}")
 

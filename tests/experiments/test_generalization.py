@@ -139,8 +139,13 @@ def test_checks_tell_a_rise_at_every_level_from_a_rise_on_average():
     config = generalization_preset("quick", levels=(4, 15, 60))
     peaked = summarise([record(4, 0.31), record(15, 0.70), record(60, 0.34)], config)["checks"]
     assert peaked["element_rises_with_diversity"] and not peaked["element_rises_at_every_level"]
-    rising = summarise([record(4, 0.1), record(15, 0.2), record(60, 0.3)], config)["checks"]
-    assert rising["element_rises_at_every_level"] and rising["element_prompt_above_empty_at_every_level"]
+    rising = summarise([record(4, 0.1), record(15, 0.2), record(60, 0.3)], config)
+    assert rising["checks"]["element_rises_at_every_level"]
+    assert rising["checks"]["element_prompt_above_empty_at_every_level"]
+    # A share falling as 1/L is a flat rate against an average spanning-set element.
+    flat = summarise([record(4, 1 / 4), record(15, 1 / 15), record(60, 1 / 60)], config)["levels"]
+    assert [round(flat[lv]["element"]["vs_average_element"], 6) for lv in ("4", "15", "60")] == [1.0, 1.0, 1.0]
+    assert round(rising["levels"]["60"]["element"]["vs_average_element"], 6) == 18.0
 
 
 def test_a_measurement_without_held_out_hits_leaves_no_stale_crops(tmp_path):

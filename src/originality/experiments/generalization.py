@@ -405,6 +405,7 @@ def summarise(records: list[dict[str, Any]], config: GeneralizationConfig) -> di
                 "image_rate": float(np.mean(rate)),
                 "elements_per_image": float(np.mean([r[kind]["elements_per_image"] for r in rows])),
                 "outside_spanning_set": float(np.mean([outside_spanning_set(r, kind) for r in rows])),
+                "vs_average_element": float(np.mean([vs_average_element(r, kind) for r in rows])),
             }
         levels[str(level)] = entry
     top = str(max(config.levels))
@@ -505,6 +506,14 @@ def outside_spanning_set(record: dict[str, Any], kind: str) -> float:
     counts = record[kind]["element_counts"]
     total = sum(counts.values())
     return sum(c for e, c in counts.items() if e not in spanned) / total if total else 0.0
+
+
+def vs_average_element(record: dict[str, Any], kind: str) -> float:
+    """The held-out element's share of detections times the spanning set's size: 1 when it is
+    drawn as often as an average element of the set. The raw share is bounded by about 1/L, so it
+    falls as the ladder grows even for a model that treats the held-out element as one of the rest;
+    this rate does not."""
+    return record[kind]["frequency"] * len(ladder(record["level"], record["variant"]).spanning_set)
 
 
 def _rises(values: list[float]) -> bool:

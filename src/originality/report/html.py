@@ -121,7 +121,7 @@ def generalization_report(summary: dict[str, Any], out: Path) -> Path:
     for level, v in summary["levels"].items():
         cells = "".join(
             f"<td>{v[k]['frequency']:.1%}</td><td>{v[k]['image_rate']:.1%}</td><td>{v[k]['elements_per_image']:.2f}</td>"
-            f"<td>{v[k]['outside_spanning_set']:.1%}</td>"
+            f"<td>{v[k]['outside_spanning_set']:.1%}</td><td>{v[k]['vs_average_element']:.2f}</td>"
             for k in ("empty", "element")
         )
         rows.append(f"<tr><td>{e(level)}</td><td>{e(', '.join(v['variants']))}</td>{cells}</tr>")
@@ -142,10 +142,12 @@ def generalization_report(summary: dict[str, Any], out: Path) -> Path:
 <code>{e(config["train"])}</code>, {config["samples"]} samples per prompt type at {config["inference_steps"]} steps,
 detector confidence {config["detector_threshold"]}. <i>frequency</i>: held-out detections among all detections;
 <i>image rate</i>: images holding the held-out element; <i>outside</i>: detections of elements the model's
-data never held (unreadable samples rather than generalization).</p>
+data never held (unreadable samples rather than generalization); <i>vs average</i>: frequency times the
+spanning set's size, 1 when the held-out element is drawn as often as an average element of the set.</p>
 <ul>{checks}</ul>
 <table><tr><th>level</th><th>variants</th><th>empty: frequency</th><th>image rate</th><th>elements/image</th>
-<th>outside</th><th>element: frequency</th><th>image rate</th><th>elements/image</th><th>outside</th></tr>
+<th>outside</th><th>vs average</th><th>element: frequency</th><th>image rate</th><th>elements/image</th>
+<th>outside</th><th>vs average</th></tr>
 {"".join(rows)}</table>
 {images}</body></html>"""
     tmp = out / ".report.html.tmp"
