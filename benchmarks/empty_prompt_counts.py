@@ -36,8 +36,9 @@ def main(run: str) -> None:
     levels = sorted(counts)
     (k0, n0), (k1, n1) = counts[levels[0]], counts[levels[-1]]
     fisher = fisher_exact([[k1, n1 - k1], [k0, n0 - k0]], alternative="greater").pvalue
-    rho = spearmanr(levels, [counts[lv][0] / counts[lv][1] for lv in levels]).statistic
-    print(f"level {levels[-1]} above level {levels[0]}: one-sided Fisher p = {fisher:.4f}; Spearman rho = {rho:.2f}")
+    shares = [counts[lv][0] / counts[lv][1] for lv in levels]
+    rho = f"{spearmanr(levels, shares).statistic:.2f}" if len(set(shares)) > 1 else "undefined (equal shares)"
+    print(f"level {levels[-1]} above level {levels[0]}: one-sided Fisher p = {fisher:.4f}; Spearman rho = {rho}")
 
 
 if __name__ == "__main__":
