@@ -16,22 +16,20 @@ from pathlib import Path
 
 from scipy.stats import fisher_exact, spearmanr
 
-from originality.shapes.specs import ladder
+from originality.experiments.generalization import vs_average_element
 
 
 def main(run: str) -> None:
     counts = {}
     records = [json.loads(path.read_text()) for path in Path(run).glob("cache/measure-*.json")]
     for record in sorted(records, key=lambda r: r["level"]):
-        level, spec = record["level"], ladder(record["level"], record["variant"])
-        held = {e.phrase for e in spec.held_out_elements}
-        empty, element = record["empty"]["element_counts"], record["element"]["element_counts"]
-        k, n = sum(empty.get(e, 0) for e in held), sum(empty.values())
-        counts[level] = (k, n)
-        hits, total = sum(element.get(e, 0) for e in held), sum(element.values())
+        empty, element = record["empty"], record["element"]
+        k, n = empty["held_out_detections"], empty["detections"]
+        counts[record["level"]] = (k, n)
         print(
-            f"level {level:2d}  empty {k:3d} of {n:4d} = {k / n:6.2%}  L x p = {len(spec.spanning_set) * k / n:4.2f}  "
-            f"element {hits} of {total} = {hits / total:5.1%}"
+            f"level {record['level']:2d}  empty {k:3d} of {n:4d} = {k / n:6.2%}  "
+            f"L x p = {vs_average_element(record, 'empty'):4.2f}  "
+            f"element {element['held_out_detections']} of {element['detections']} = {element['frequency']:5.1%}"
         )
     levels = sorted(counts)
     (k0, n0), (k1, n1) = counts[levels[0]], counts[levels[-1]]

@@ -440,12 +440,14 @@ def by_training_length(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     (same key) counts once; two of one model (another sampling seed) or of several variants are
     averaged. Each ladder: ``{"train", "recipe", "unet_steps", "detector", "levels": {level:
     {"element", "empty", "image_rate", "measurements"}}}``, shortest training first."""
+    from originality.models.config import train_preset, with_overrides
+
     groups: dict[tuple[str, str, int, str], dict[int, list[dict[str, Any]]]] = {}
     seen: set[str] = set()
     for summary in summaries:
         config = summary["config"]
-        training = GeneralizationConfig(train=config["train"], train_overrides=config["train_overrides"])
-        train = (config["train"], training.training_config().fingerprint())
+        recipe = with_overrides(train_preset(config["train"]), config["train_overrides"]).fingerprint()
+        train = (config["train"], recipe)
         for record in summary["records"]:
             if record["key"] in seen:
                 continue

@@ -238,7 +238,7 @@ def generalization_lengths_plot(ladders: list[dict], out: str | Path) -> Path:
         xs = [levels.index(int(level)) for level in ladder["levels"]]
         values = ladder["levels"].values()
         label = f"{ladder['unet_steps']:,} UNet steps"
-        label += f", {ladder['train']} {ladder['recipe'][:6]}" if varies["recipe"] else ""
+        label += f", {ladder['train']} {ladder['recipe'][:8]}" if varies["recipe"] else ""
         label += f", detector {ladder['detector']}" if varies["detector"] else ""
         ax.plot(xs, [v["element"] * 100 for v in values], marker="o", color=colour, label=label)
         ax.plot(xs, [v["empty"] * 100 for v in values], marker=".", ls="--", color=colour, alpha=0.6)
