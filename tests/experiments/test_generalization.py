@@ -46,6 +46,26 @@ def test_tiny_ladder_runs_end_to_end_and_a_rerun_reuses_every_step(tmp_path, mon
     assert (tmp_path / "lengths.png").stat().st_size > 100
 
 
+def test_a_model_copied_from_a_shorter_run_is_trained_on_not_reused(tmp_path):
+    import shutil
+
+    from originality.experiments.generalization import cached_model, data_key, model_key
+    from originality.shapes.specs import ladder
+
+    config = generalization_preset("tiny")
+    short = config.training_config()
+    longer = dataclasses.replace(short, unet_epochs=2 * short.unet_epochs)
+    args = (ladder(4, "big-full"), config.images, config.size, config.data_seed)
+    cache = tmp_path / "cache"
+    first = cached_model(*args, short, cache, False, "test")
+    steps = training_summary(first)["steps"]["unet"]
+    # How a run is continued by hand: the finished folder copied to the longer run's key.
+    copied = shutil.copytree(first, cache / f"model-{model_key(data_key(*args), longer)}")
+    assert cached_model(*args, longer, cache, False, "test") == copied
+    assert training_summary(copied)["steps"]["unet"] == 2 * steps and training_summary(copied)["finished"]
+    assert cached_model(*args, short, cache, False, "test") == first  # the same settings: reused as is
+
+
 def test_keys_change_only_for_the_changed_level_settings():
     a = plan(generalization_preset("tiny"))
     b = plan(generalization_preset("tiny", samples=8))

@@ -193,7 +193,7 @@ def cached_model(spec, images: int, size: int, seed: int, train, cache: Path, pr
     from originality.models.training import is_trained
 
     folder = cache / f"model-{model_key(data_key(spec, images, size, seed), train)}"
-    if is_trained(folder):
+    if is_trained(folder, train):  # a folder copied in from a shorter run is trained on, not reused
         return folder
     data = cached_dataset(spec, images, size, seed, cache, progress)
     return train_model(train, data, folder, progress=progress, command=command)
@@ -349,7 +349,7 @@ def _train_with_first(job: Job, config: GeneralizationConfig, cache: Path, wait_
     dataset, join its training run (which resumes from the same checkpoint on every process)."""
     from originality.models.training import is_trained
 
-    if is_trained(cache / f"model-{job.model_key}"):
+    if is_trained(cache / f"model-{job.model_key}", config.training_config()):
         return
     _wait_for([cache / f"data-{job.data_key}" / ".complete"], wait_seconds)
     model_for(job, config, cache, progress=False)
