@@ -205,7 +205,8 @@ def cached_model(
     if not record.is_file() and (shorter := shorter_run(cache, key, train)) is not None:
         if first:
             _continue_from(shorter, folder, progress)
-        _wait_for([record], 1.0)
+        else:
+            _wait_for([record], 1.0)
     data = cached_dataset(spec, images, size, seed, cache, progress)
     return train_model(train, data, folder, progress=progress, command=command)
 
