@@ -46,6 +46,47 @@ def test_tiny_ladder_runs_end_to_end_and_a_rerun_reuses_every_step(tmp_path, mon
     assert (tmp_path / "lengths.png").stat().st_size > 100
 
 
+def test_a_model_copied_from_a_shorter_run_is_trained_on_not_reused(tmp_path):
+    import shutil
+
+    from originality.experiments.generalization import cached_model, data_key, model_key
+    from originality.shapes.specs import ladder
+
+    config = generalization_preset("tiny")
+    short = config.training_config()
+    longer = dataclasses.replace(short, unet_epochs=2 * short.unet_epochs)
+    args = (ladder(4, "big-full"), config.images, config.size, config.data_seed)
+    cache = tmp_path / "cache"
+    first = cached_model(*args, short, cache, False, "test")
+    steps = training_summary(first)["steps"]["unet"]
+    # How a run is continued by hand: the finished folder copied to the longer run's key.
+    copied = shutil.copytree(first, cache / f"model-{model_key(data_key(*args), longer)}")
+    assert cached_model(*args, longer, cache, False, "test") == copied
+    assert training_summary(copied)["steps"]["unet"] == 2 * steps and training_summary(copied)["finished"]
+    assert cached_model(*args, short, cache, False, "test") == first  # the same settings: reused as is
+
+
+def test_more_epochs_continue_the_shorter_model_in_the_cache(tmp_path, capsys):
+    from originality.experiments.generalization import shorter_run
+
+    config = generalization_preset("tiny", levels=(4,))
+    out = tmp_path / "gen"
+    run_generalization(out, config, progress=False)
+    longer = dataclasses.replace(config, train_overrides={**config.train_overrides, "unet_epochs": 2})
+    other = dataclasses.replace(config, train_overrides={**config.train_overrides, "unet_lr": 5e-4, "unet_epochs": 2})
+    (short,), (long,) = plan(config), plan(longer)
+    cache = out / "cache"
+    assert shorter_run(cache, short.data_key, other.training_config()) is None  # other settings: from scratch
+    assert shorter_run(cache, short.data_key, config.training_config()) is None  # nothing shorter than itself
+    run_generalization(out, longer, progress=True)
+    assert f"continuing model-{short.model_key} into model-{long.model_key}" in capsys.readouterr().out
+    was, now = training_summary(cache / f"model-{short.model_key}"), training_summary(cache / f"model-{long.model_key}")
+    assert now["steps"]["unet"] == 2 * was["steps"]["unet"] and now["finished"]
+    assert now["calls"] == was["calls"] + 1  # one more call of the same run, not a new one from step 0
+    assert now["samples_seen"]["vae"] == was["samples_seen"]["vae"]  # the VAE was not trained again
+    assert (cache / f"measure-{long.measure_key}.json").is_file()
+
+
 def test_keys_change_only_for_the_changed_level_settings():
     a = plan(generalization_preset("tiny"))
     b = plan(generalization_preset("tiny", samples=8))
@@ -173,6 +214,13 @@ def test_data_parallel_trains_one_level_on_both_processes(tmp_path, torchrun):
     assert model["processes"] == 2 and model["finished"]  # one process group, one model
     assert (out / "cache" / f"measure-{job.measure_key}.json").is_file()
     assert list((out / "cache").glob("model-*")) == [out / "cache" / f"model-{job.model_key}"]
+    # Twice the epochs: the first process seeds the longer run from this one, the other waits for it.
+    longer = torchrun(*args, "--data-parallel", "--set", "unet_epochs=2", timeout=180)
+    assert longer.returncode == 0, longer.stderr[-2000:]
+    (long,) = plan(generalization_preset("tiny", levels=(4,), train_overrides={"unet_epochs": 2, "vae_epochs": 1}))
+    continued = training_summary(out / "cache" / f"model-{long.model_key}")
+    assert continued["steps"]["unet"] == 2 * model["steps"]["unet"] and continued["calls"] == model["calls"] + 1
+    assert continued["processes"] == 2
 
 
 def test_under_a_launcher_each_process_trains_its_own_levels(tmp_path, torchrun):

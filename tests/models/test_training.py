@@ -118,6 +118,18 @@ def test_rerun_with_more_epochs_continues_the_run(small_data, tiny_config, tmp_p
     assert training_summary(out)["samples_seen"]["vae"] == 16 * 8  # the VAE was not trained again
 
 
+def test_a_finished_run_of_other_epochs_is_not_the_run_asked_for(small_data, tiny_config, tmp_path):
+    short = dataclasses.replace(tiny_config, unet_epochs=0.5)
+    out = train(short, small_data, tmp_path / "m", progress=False)
+    assert is_trained(out) and is_trained(out, short)
+    assert not is_trained(out, dataclasses.replace(short, unet_epochs=1.0))  # a cache trains it on
+    assert not is_trained(out, dataclasses.replace(short, seed=short.seed + 1))
+    # Fewer epochs than it ran: saving would label 8 steps' weights with 4, so it is refused.
+    with pytest.raises(OriginalityError, match="trained for 8 UNet steps, more than the 4 asked"):
+        train(dataclasses.replace(short, unet_epochs=0.25), small_data, out, progress=False)
+    assert training_summary(out)["config"]["unet_epochs"] == 0.5
+
+
 def test_time_budget_saves_a_snapshot_and_a_rerun_finishes(small_data, tiny_config, tmp_path):
     out = tmp_path / "m"
     trainer = Trainer(tiny_config, small_data, out, progress=False)

@@ -187,16 +187,65 @@ def cached_dataset(spec, images: int, size: int, seed: int, cache: Path, progres
     return folder
 
 
-def cached_model(spec, images: int, size: int, seed: int, train, cache: Path, progress: bool, command: str) -> Path:
-    """A model trained on ``spec``'s dataset with ``train``; resumes a killed training run."""
+def cached_model(
+    spec, images: int, size: int, seed: int, train, cache: Path, progress: bool, command: str, first: bool = True
+) -> Path:
+    """A model trained on ``spec``'s dataset with ``train``; resumes a killed training run, and
+    continues the longest finished shorter run of the same settings in ``cache`` (more epochs
+    train on rather than start again). ``first``: the process that makes the data and seeds the
+    continued run; the others of a data-parallel run wait for it."""
     from originality.models import train as train_model
     from originality.models.training import is_trained
 
-    folder = cache / f"model-{model_key(data_key(spec, images, size, seed), train)}"
-    if is_trained(folder):
+    key = data_key(spec, images, size, seed)
+    folder = cache / f"model-{model_key(key, train)}"
+    if is_trained(folder, train):  # a folder copied in from a shorter run is trained on, not reused
         return folder
+    record = folder / "training" / "run.json"
+    if not record.is_file() and (shorter := shorter_run(cache, key, train)) is not None:
+        if first:
+            _continue_from(shorter, folder, progress)
+        else:
+            _wait_for([record], 1.0)
     data = cached_dataset(spec, images, size, seed, cache, progress)
     return train_model(train, data, folder, progress=progress, command=command)
+
+
+def shorter_run(cache: Path, data: str, train) -> Path | None:
+    """The finished model in ``cache`` trained on dataset ``data`` with ``train``'s settings for
+    fewer UNet epochs (the same VAE epochs) that ran the most steps, or None."""
+    from originality.models.training import training_summary
+
+    best, most = None, 0
+    for record in cache.glob("model-*/training/run.json"):
+        folder = record.parents[1]
+        run, summary = json.loads(record.read_text()), training_summary(folder) or {}
+        saved = summary.get("config", {})
+        if (
+            run.get("fingerprint") == train.fingerprint()
+            and Path(run.get("dataset", "")).name == f"data-{data}"
+            and summary.get("finished")
+            and saved.get("vae_epochs") == train.vae_epochs
+            and saved.get("unet_epochs", train.unet_epochs) < train.unet_epochs
+            and (folder / "training" / "checkpoint").is_dir()
+            and summary["steps"]["unet"] > most
+        ):
+            best, most = folder, summary["steps"]["unet"]
+    return best
+
+
+def _continue_from(shorter: Path, folder: Path, progress: bool) -> None:
+    """Seed ``folder`` with ``shorter``'s checkpoint, latents and run record; the record goes in
+    last, so that a process waiting for it finds the rest in place."""
+    source, work = shorter / "training", folder / "training"
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source / "checkpoint", work / "checkpoint", dirs_exist_ok=True)
+    if (source / "latents.safetensors").is_file():
+        shutil.copy2(source / "latents.safetensors", work / "latents.safetensors")
+    shutil.copy2(source / "run.json", work / "run.json.partial")
+    os.replace(work / "run.json.partial", work / "run.json")
+    if progress:
+        print(f"continuing {shorter.name} into {folder.name} (more epochs of the same run)", flush=True)
 
 
 # -- one job --------------------------------------------------------------------------------------
@@ -204,11 +253,11 @@ def held_out(job: Job):
     return ladder(job.level, job.variant).held_out_elements[0]
 
 
-def model_for(job: Job, config: GeneralizationConfig, cache: Path, progress: bool) -> Path:
+def model_for(job: Job, config: GeneralizationConfig, cache: Path, progress: bool, first: bool = True) -> Path:
     command = f"originality experiment generalization --preset {config.preset} (level {job.level}, {job.variant})"
     spec = ladder(job.level, job.variant)
     train = config.training_config()
-    return cached_model(spec, config.images, config.size, config.data_seed, train, cache, progress, command)
+    return cached_model(spec, config.images, config.size, config.data_seed, train, cache, progress, command, first)
 
 
 def measure(pipeline, detector, element, config: GeneralizationConfig) -> dict[str, Any]:
@@ -349,10 +398,10 @@ def _train_with_first(job: Job, config: GeneralizationConfig, cache: Path, wait_
     dataset, join its training run (which resumes from the same checkpoint on every process)."""
     from originality.models.training import is_trained
 
-    if is_trained(cache / f"model-{job.model_key}"):
+    if is_trained(cache / f"model-{job.model_key}", config.training_config()):
         return
     _wait_for([cache / f"data-{job.data_key}" / ".complete"], wait_seconds)
-    model_for(job, config, cache, progress=False)
+    model_for(job, config, cache, progress=False, first=False)
 
 
 def write_measured(out: str | Path, config: GeneralizationConfig) -> dict[str, Any]:

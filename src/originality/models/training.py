@@ -264,8 +264,14 @@ class Trainer:
         self._counted = False
         budget = [stop_after_steps]
         self._deadline = None if max_minutes is None else time.perf_counter() + 60 * max_minutes
-        if run.stage == "done" and run.step < self._steps(len(images), cfg.unet_batch, cfg.unet_epochs):
+        planned = self._steps(len(images), cfg.unet_batch, cfg.unet_epochs)
+        if run.stage == "done" and run.step < planned:
             run.stage = "unet"  # more epochs asked for: continue the finished run
+        elif run.stage == "done" and run.step > planned:  # saving it would label it with fewer epochs
+            raise OriginalityError(
+                f"{self.out} holds a run trained for {run.step} UNet steps, more than the {planned} asked; "
+                "ask for at least as many epochs, or use --overwrite to start again"
+            )
         if cfg.vae_from:
             vae = pretrained_vae(cfg.vae_from, cfg)  # frozen: no stage 1
             tensors.setdefault("vae", {k: v.detach().clone() for k, v in vae.state_dict().items()})
@@ -621,10 +627,23 @@ def training_summary(out: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def is_trained(out: str | Path) -> bool:
-    """Whether the pipeline folder ``out`` holds a finished run (its training summary says so)."""
+def is_trained(out: str | Path, config: TrainConfig | None = None) -> bool:
+    """Whether the pipeline folder ``out`` holds a finished run (its training summary says so);
+    with ``config``, a finished run of those settings and epochs. A finished run of other epochs
+    is not one: training it with ``config`` continues it (or refuses, when it ran longer)."""
     summary = training_summary(out)
-    return bool(summary and summary.get("finished"))
+    if not (summary and summary.get("finished")):
+        return False
+    if config is None:
+        return True
+    try:
+        saved = TrainConfig.from_dict(summary["config"])
+    except (KeyError, TypeError):  # a summary of another version: let the trainer's own check decide
+        return False
+    return saved.fingerprint() == config.fingerprint() and (saved.vae_epochs, saved.unet_epochs) == (
+        config.vae_epochs,
+        config.unet_epochs,
+    )
 
 
 def train(
