@@ -214,19 +214,16 @@ def cached_model(
 def shorter_run(cache: Path, data: str, train) -> Path | None:
     """The finished model in ``cache`` trained on dataset ``data`` with ``train``'s settings for
     fewer UNet epochs (the same VAE epochs) that ran the most steps, or None."""
-    from originality.models.training import training_summary
+    from originality.models.training import finished_config, same_run, training_summary
 
     best, most = None, 0
-    for record in cache.glob("model-*/training/run.json"):
-        folder = record.parents[1]
-        run, summary = json.loads(record.read_text()), training_summary(folder) or {}
-        saved = summary.get("config", {})
+    for folder in (record.parents[1] for record in cache.glob("model-*/training/run.json")):
+        saved, summary = finished_config(folder), training_summary(folder)
         if (
-            run.get("fingerprint") == train.fingerprint()
-            and Path(run.get("dataset", "")).name == f"data-{data}"
-            and summary.get("finished")
-            and saved.get("vae_epochs") == train.vae_epochs
-            and saved.get("unet_epochs", train.unet_epochs) < train.unet_epochs
+            saved is not None
+            and same_run(saved, train, epochs=False)
+            and saved.unet_epochs < train.unet_epochs
+            and Path(summary["dataset"]["path"]).name == f"data-{data}"
             and (folder / "training" / "checkpoint").is_dir()
             and summary["steps"]["unet"] > most
         ):

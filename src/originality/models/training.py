@@ -627,23 +627,33 @@ def training_summary(out: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def finished_config(out: str | Path) -> TrainConfig | None:
+    """The settings of the finished run in the pipeline folder ``out``; None where it holds no
+    finished run, or one whose summary this version cannot read."""
+    summary = training_summary(out)
+    if not (summary and summary.get("finished")):
+        return None
+    try:
+        return TrainConfig.from_dict(summary["config"])
+    except (KeyError, TypeError):
+        return None
+
+
+def same_run(saved: TrainConfig, config: TrainConfig, epochs: bool = True) -> bool:
+    """Whether ``saved`` is a run of ``config``'s settings (and, with ``epochs``, its length)."""
+    same = saved.fingerprint() == config.fingerprint() and saved.vae_epochs == config.vae_epochs
+    return same and (not epochs or saved.unet_epochs == config.unet_epochs)
+
+
 def is_trained(out: str | Path, config: TrainConfig | None = None) -> bool:
     """Whether the pipeline folder ``out`` holds a finished run (its training summary says so);
     with ``config``, a finished run of those settings and epochs. A finished run of other epochs
     is not one: training it with ``config`` continues it (or refuses, when it ran longer)."""
-    summary = training_summary(out)
-    if not (summary and summary.get("finished")):
-        return False
     if config is None:
-        return True
-    try:
-        saved = TrainConfig.from_dict(summary["config"])
-    except (KeyError, TypeError):  # a summary of another version: let the trainer's own check decide
-        return False
-    return saved.fingerprint() == config.fingerprint() and (saved.vae_epochs, saved.unet_epochs) == (
-        config.vae_epochs,
-        config.unet_epochs,
-    )
+        summary = training_summary(out)
+        return bool(summary and summary.get("finished"))
+    saved = finished_config(out)  # unreadable: the trainer's own check of run.json decides
+    return saved is not None and same_run(saved, config)
 
 
 def train(
