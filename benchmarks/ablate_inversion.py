@@ -17,7 +17,8 @@ largest: 1.6 x its mean), ``progressive`` (m tokens warm-started from the (m-1)-
 ``guidance7.5`` (reconstructions sampled at guidance 7.5 instead of 3), ``paper-budget`` (the
 paper's lr 5e-4 for its 2,000 steps; batch 8 as in quick, not the paper's 20), and two cheap
 stand-ins for it: ``lr1.5e-3`` (quick's 300 steps at lr 1.5e-3) and ``norm1.35`` (quick with each
-vector's norm capped at 1.27 x the vocabulary's mean norm: 1.35 on MiniLM).
+vector's norm capped at 1.27 x the vocabulary's mean norm: 1.35 on MiniLM); ``shift32`` (quick
+inverting on 32 translations of the query on its background, ``ScoreConfig.shift_views``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ VARIANTS = {
     # the 6,575-step model, 1.29-1.35 on the 12,496-step one).
     "lr1.5e-3": {"lr": 1.5e-3},
     "norm1.35": {"norm_cap": 1.27},  # 1.35 on MiniLM
+    # The query translated on its white background, 32 views: the layout is no part of the concept.
+    "shift32": {"shift_views": 32},
 }
 
 
@@ -91,7 +94,7 @@ def main() -> None:
         config = score_preset("quick", **VARIANTS[variant])
         for group in args.groups.split(","):
             for name, image, text in calibration_queries(group, args.queries, seed, args.two_colour):
-                latents = image_latents(pipeline, image)
+                latents = image_latents(pipeline, image, max(config.shift_views, 1), config.seed)
                 want = element_multiset(detector.detect([image])[0])
                 previous = None
                 # Progressive runs every m up to the largest (each warm-starts the next).

@@ -264,6 +264,7 @@ def _score_config(args: argparse.Namespace, **forced):
             "distance": args.distance,
             "samples": args.samples,
             "steps": args.steps,
+            "shift_views": getattr(args, "shift_views", None),
             "seed": args.seed,
             "detector_threshold": args.detector_threshold,
             "inference_steps": getattr(args, "inference_steps", None),
@@ -423,6 +424,9 @@ def _add_score_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--samples", type=int, help="N reconstructions per token count")
     parser.add_argument("--steps", type=int, help="inversion steps per token count")
+    parser.add_argument(
+        "--shift-views", type=int, help="invert on this many translations of the query on its plain background"
+    )
     parser.add_argument("--detector-threshold", type=float, help="detector confidence for the shapes distance")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--no-check", action="store_true", help="skip the in-distribution check")

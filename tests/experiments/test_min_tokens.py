@@ -166,3 +166,17 @@ def test_group_fractions_come_from_the_models_training_spec(tiny_model, tmp_path
     assert training_fractions(mine.parent) == {"common": 0.5, "rare": 0.02, "unseen": 0.0}
     (mine / "summary.json").write_text(json.dumps({"dataset": {"spec": "my-mix", "fractions": {"rare": "lots"}}}))
     assert training_fractions(mine.parent)["rare"] == 0.001  # damaged: App. E.1's numbers, not a crash
+
+
+def test_a_run_saved_before_a_score_setting_existed_resumes_at_its_default(tmp_path):
+    from originality.experiments.min_tokens import SETTINGS_FILE, _check_out
+
+    config = MinTokensConfig(queries=1, score=score_preset("quick")).validate()
+    settings = run_settings(None, config)
+    old = json.loads(json.dumps(settings))
+    del old["config"]["score"]["shift_views"]  # as written before the setting was added
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps(old))
+    assert _check_out(tmp_path, settings) is True
+    changed = run_settings(None, MinTokensConfig(queries=1, score=score_preset("quick", shift_views=8)).validate())
+    with pytest.raises(OriginalityError, match="other settings"):
+        _check_out(tmp_path, changed)

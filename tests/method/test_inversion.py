@@ -12,11 +12,13 @@ from originality.method.inversion import (
     add_placeholders,
     denoising_loss,
     encode_prompts,
+    image_latents,
     initial_vector,
     invert,
     placeholder_phrase,
     save_embeddings,
     set_embeddings,
+    shifted_views,
 )
 from originality.models import load_pipeline
 
@@ -101,6 +103,48 @@ def test_saved_embeddings_load_with_diffusers_and_give_the_same_prompt_embedding
     assert prompt == f"a photo of {placeholder_phrase(2)}"
     with torch.no_grad():
         assert torch.allclose(encode_prompts(target, [prompt]), ours, atol=1e-5)
+
+
+def test_shifted_views_move_the_whole_content_on_its_background():
+    import numpy as np
+
+    image = query(32)
+    views = shifted_views(image, 12, seed=3)
+    assert len(views) == 12 and views[0].tobytes() == image.tobytes()  # the query itself comes first
+    content = (np.asarray(image) != 255).any(-1).sum()
+    offsets = set()
+    for view in views:
+        pixels = np.asarray(view)
+        mask = (pixels != 255).any(-1)
+        assert mask.sum() == content  # nothing cut at the frame, nothing added
+        ys, xs = np.nonzero(mask)
+        offsets.add((int(ys.min()), int(xs.min())))
+        corner = pixels[ys.min() : ys.min() + 13, xs.min() : xs.min() + 13]
+        assert np.array_equal(corner, np.asarray(image)[4:17, 4:17])  # moved, not redrawn
+    assert len(offsets) > 6  # the views differ
+    assert shifted_views(image, 12, seed=3)[5].tobytes() == views[5].tobytes()  # seeded
+
+
+def test_an_image_without_a_plain_border_is_not_shifted():
+    import numpy as np
+
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    assert all(v.tobytes() == noise.tobytes() for v in shifted_views(noise, 4))
+
+
+def test_shift_views_invert_on_every_view_and_one_view_changes_nothing(tiny_model):
+    pipeline = load_pipeline(tiny_model)
+    mean, std = image_latents(pipeline, query(), views=6)
+    assert mean.shape[0] == 6 and std.shape[0] == 6
+    assert not torch.allclose(mean[0], mean[1])
+    settings = InversionSettings(steps=4, batch_size=4, lr=1e-2, initializer="big", seed=1)
+    plain = invert(pipeline, query(), 1, settings).embeddings
+    assert torch.equal(invert(pipeline, query(), 1, dataclasses.replace(settings, shift_views=1)).embeddings, plain)
+    shifted = invert(pipeline, query(), 1, dataclasses.replace(settings, shift_views=6)).embeddings
+    assert not torch.allclose(shifted, plain)
+    one_view = image_latents(pipeline, query())
+    with pytest.raises(OriginalityError, match="latents hold 1 views of the query; the settings ask for 6"):
+        invert(pipeline, query(), 1, dataclasses.replace(settings, shift_views=6), latents=one_view)
 
 
 def test_bad_inputs(tiny_model):

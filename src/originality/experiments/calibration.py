@@ -97,7 +97,8 @@ def calibrate(model: str | Path | None, out: str | Path, config: CalibrationConf
     domain = load_domain("shapes")
     budget_rows = []
     common = queries["common"][: config.budget_queries]
-    latents = [image_latents(pipeline, image) for image, _ in common]  # once per query, not per job
+    views = max(score_preset("quick").shift_views, 1)
+    latents = [image_latents(pipeline, image, views) for image, _ in common]  # once per query, not per job
     jobs = [(q, m, steps) for q in range(len(common)) for m in config.tokens for steps in config.budgets]
     for q, m, steps in tqdm(jobs, desc="inversion budget", disable=not progress):
         image, text = common[q]

@@ -233,7 +233,13 @@ def _check_out(out: Path, settings: dict[str, Any]) -> bool:
     """True to resume a run of the very same settings in ``out``, False for a new folder; else refuse."""
     marker = out / SETTINGS_FILE
     if marker.is_file():
-        if json.loads(marker.read_text()) != json.loads(json.dumps(settings)):
+        saved = json.loads(marker.read_text())
+        # A setting added since the run was saved ran at its default, which keeps the old behaviour.
+        score = saved.get("config", {}).get("score")
+        if isinstance(score, dict):
+            for f in dataclasses.fields(ScoreConfig):
+                score.setdefault(f.name, f.default)
+        if saved != json.loads(json.dumps(settings)):
             raise OriginalityError(f"{out} holds an experiment with other settings; choose another --out")
         return True
     if out.exists() and any(out.iterdir()):

@@ -11,7 +11,11 @@ such as "a photo of {}". Done the efficient way:
   Adam state for the whole embedding table, no per-step restore of frozen rows, and the
   same code serves BERT (our shapes models) and CLIP (Stable Diffusion) encoders;
 * each step encodes only the distinct prompts of its batch;
-* horizontal flips are off by default: they change the image whose originality is measured.
+* horizontal flips are off by default: they change the image whose originality is measured;
+* ``shift_views`` (off by default) trains on the query translated on its own plain background
+  (:func:`shifted_views`): where the data place elements anywhere, as the shapes data do, the
+  layout is no part of the concept, and a token that must reproduce one layout spends itself
+  on it. A photo without a plain border has no room to move and is left as it is.
 
 The placeholder tokens follow diffusers' multi-vector naming (``<s*>``, ``<s*>_1``, ...), so
 the saved ``learned_embeds.safetensors`` (``{"<s*>": tensor(m, dim)}``) loads with
@@ -60,6 +64,8 @@ class InversionSettings:
     # that one number suits any text encoder (MiniLM: mean 1.07, max 1.69). Unconstrained steps at
     # a high lr push the learned vectors past the vocabulary (results/inversion-ablation/).
     norm_cap: float = 0.0
+    # Views of the query (itself, then translations on its background; 0 or 1: the query alone).
+    shift_views: int = 0
     seed: int = 0
 
 
@@ -105,15 +111,48 @@ def encode_prompts(pipeline, prompts: list[str]) -> torch.Tensor:
     return text_encoders.encode_prompts(pipeline.tokenizer, pipeline.text_encoder, prompts)
 
 
-def image_latents(pipeline, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior mean and std of the query's latents, scaled by the VAE's scaling factor."""
+def shifted_views(image: Image.Image, count: int, seed: int = 0, tolerance: int = 24) -> list[Image.Image]:
+    """``image`` itself, then ``count - 1`` random translations of it on its own background.
+
+    The background is the median colour of the border; everything further from it than
+    ``tolerance`` (summed over RGB) is content, and each shift keeps the whole content box in
+    the frame, so no element is cut. Without a plain border (content touching every edge) every
+    view is the image itself.
+    """
+    if count < 1:
+        raise OriginalityError(f"views must be >= 1, got {count}")
+    pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    background = np.median(border, axis=0).astype(np.int16)
+    ys, xs = np.nonzero(np.abs(pixels - background).sum(-1) > tolerance)
+    views = [image.convert("RGB")]
+    if len(ys) == 0:
+        return views * count
+    (y0, y1), (x0, x1) = (ys.min(), ys.max() + 1), (xs.min(), xs.max() + 1)
+    h, w = pixels.shape[:2]
+    rng = np.random.default_rng([seed, 0x5EED])
+    for _ in range(count - 1):
+        dy = int(rng.integers(-y0, h - y1 + 1))
+        dx = int(rng.integers(-x0, w - x1 + 1))
+        moved = np.broadcast_to(background, pixels.shape).copy()
+        moved[y0 + dy : y1 + dy, x0 + dx : x1 + dx] = pixels[y0:y1, x0:x1]
+        views.append(Image.fromarray(moved.astype(np.uint8)))
+    return views
+
+
+def image_latents(pipeline, image: Image.Image, views: int = 1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std of the query's latents, scaled by the VAE's scaling factor.
+
+    One row per view (:func:`shifted_views`; ``views`` <= 1: the query alone).
+    """
     vae = pipeline.vae
     side = pipeline.unet.config.sample_size * pipeline.vae_scale_factor
     if image.size != (side, side):
         raise OriginalityError(f"query must be {side}x{side} for this model; got {image.width}x{image.height}")
-    x = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+    images = shifted_views(image, views, seed) if views > 1 else [image]
+    x = torch.from_numpy(np.stack([np.asarray(v.convert("RGB"), dtype=np.float32) for v in images]) / 127.5 - 1)
     with torch.no_grad():
-        dist = vae.encode(x.to(vae.device, vae.dtype)).latent_dist
+        dist = vae.encode(x.permute(0, 3, 1, 2).to(vae.device, vae.dtype)).latent_dist
     scale = vae.config.scaling_factor
     return dist.mean.float() * scale, dist.std.float() * scale
 
@@ -141,7 +180,10 @@ def invert(
     unet, encoder = pipeline.unet, pipeline.text_encoder
     device = unet.device
     ids = torch.tensor(add_placeholders(pipeline, m), device=device)
-    mean, std = latents if latents is not None else image_latents(pipeline, image)
+    views = max(settings.shift_views, 1)
+    mean, std = latents if latents is not None else image_latents(pipeline, image, views, settings.seed)
+    if len(mean) != views:
+        raise OriginalityError(f"latents hold {len(mean)} views of the query; the settings ask for {views}")
     noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
     vectors = initial_vector(pipeline, settings.initializer).repeat(m, 1)
     if start is not None:
@@ -176,7 +218,12 @@ def invert(
             which = torch.randint(len(templates), (b,), generator=generator)
             unique, inverse = torch.unique(which, return_inverse=True)
             cond = encode_prompts(pipeline, [templates[i] for i in unique.tolist()])[inverse.to(device)]
-            z = mean + std * torch.randn((b, *mean.shape[1:]), generator=generator).to(device)
+            noise_z = torch.randn((b, *mean.shape[1:]), generator=generator).to(device)
+            if views > 1:  # drawn only then, so that one view keeps the random stream it always had
+                view = torch.randint(views, (b,), generator=generator).to(device)
+                z = mean[view] + std[view] * noise_z
+            else:
+                z = mean + std * noise_z
             if settings.flip:
                 flip = torch.rand(b, generator=generator) < 0.5
                 z = torch.where(flip.to(device)[:, None, None, None], z.flip(-1), z)

@@ -66,6 +66,9 @@ class ScoreConfig:
     full_curve: bool = False
     flip: bool = False
     norm_cap: float = 0.0  # cap on each learned vector's norm, x the vocabulary's mean norm (0: none)
+    # Invert on this many views of the query translated on its plain background (0: the query
+    # alone; method/inversion.py, shifted_views).
+    shift_views: int = 0
     # Warm-start m tokens from the (m-1)-token solution plus one new initial token, instead of
     # m copies of the initial token (the paper).
     progressive: bool = False
@@ -91,6 +94,8 @@ class ScoreConfig:
             raise OriginalityError(f"M (max tokens) must be >= 1, got {self.max_tokens}")
         if self.samples < 1 or self.steps < 1 or self.batch_size < 1:
             raise OriginalityError("samples, steps and batch size must be >= 1")
+        if self.shift_views < 0:
+            raise OriginalityError(f"shift views must be >= 0, got {self.shift_views}")
         if self.inference_steps is not None and self.inference_steps < 1:
             raise OriginalityError(f"inference steps must be >= 1, got {self.inference_steps}")
         if not 0 <= self.min_editability <= 1:
@@ -226,7 +231,7 @@ def score(
     )
     out = Path(out) if out is not None else None
     curve = []
-    latents = image_latents(pipeline, image)  # once for every m
+    latents = image_latents(pipeline, image, max(config.shift_views, 1), config.seed)  # once for every m
     previous = None
     for m in range(1, config.max_tokens + 1):
         t0 = time.perf_counter()
@@ -304,6 +309,7 @@ def invert_and_reconstruct(
         check_every=config.check_every,
         min_improvement=config.min_improvement,
         norm_cap=config.norm_cap,
+        shift_views=config.shift_views,
         seed=config.seed,
     )
     t0 = time.perf_counter()
