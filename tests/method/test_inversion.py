@@ -137,6 +137,7 @@ def test_shift_views_invert_on_every_view_and_one_view_changes_nothing(tiny_mode
     mean, std = image_latents(pipeline, query(), views=6)
     assert mean.shape[0] == 6 and std.shape[0] == 6
     assert not torch.allclose(mean[0], mean[1])
+    assert torch.equal(mean[:1], image_latents(pipeline, query())[0])  # the query's own latents, to the bit
     settings = InversionSettings(steps=4, batch_size=4, lr=1e-2, initializer="big", seed=1)
     plain = invert(pipeline, query(), 1, settings).embeddings
     assert torch.equal(invert(pipeline, query(), 1, dataclasses.replace(settings, shift_views=1)).embeddings, plain)

@@ -149,12 +149,18 @@ def image_latents(pipeline, image: Image.Image, views: int = 1, seed: int = 0) -
     side = pipeline.unet.config.sample_size * pipeline.vae_scale_factor
     if image.size != (side, side):
         raise OriginalityError(f"query must be {side}x{side} for this model; got {image.width}x{image.height}")
-    images = shifted_views(image, views, seed) if views > 1 else [image]
-    x = torch.from_numpy(np.stack([np.asarray(v.convert("RGB"), dtype=np.float32) for v in images]) / 127.5 - 1)
-    with torch.no_grad():
-        dist = vae.encode(x.permute(0, 3, 1, 2).to(vae.device, vae.dtype)).latent_dist
+    means, stds = [], []
+    # One view at a time, each tensor laid out as it always was: the VAE's convolutions pick their
+    # kernels by memory layout, and a batch would move the query's own latents by ~1e-7, enough to
+    # flip a sample on the detector's edge in a run that should repeat an earlier one.
+    for view in shifted_views(image, views, seed) if views > 1 else [image]:
+        x = torch.from_numpy(np.asarray(view.convert("RGB"), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            dist = vae.encode(x.to(vae.device, vae.dtype)).latent_dist
+        means.append(dist.mean.float())
+        stds.append(dist.std.float())
     scale = vae.config.scaling_factor
-    return dist.mean.float() * scale, dist.std.float() * scale
+    return torch.cat(means) * scale, torch.cat(stds) * scale
 
 
 def invert(
