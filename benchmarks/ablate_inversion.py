@@ -18,7 +18,8 @@ largest: 1.6 x its mean), ``progressive`` (m tokens warm-started from the (m-1)-
 paper's lr 5e-4 for its 2,000 steps; batch 8 as in quick, not the paper's 20), and two cheap
 stand-ins for it: ``lr1.5e-3`` (quick's 300 steps at lr 1.5e-3) and ``norm1.35`` (quick with each
 vector's norm capped at 1.27 x the vocabulary's mean norm: 1.35 on MiniLM); ``shift32`` (quick
-inverting on 32 translations of the query on its background, ``ScoreConfig.shift_views``).
+inverting on 32 translations of the query on its background, ``ScoreConfig.shift_views``) and
+``tile9`` (the m tokens repeated in turn to fill nine prompt positions, ``phrase_length``).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ VARIANTS = {
     "norm1.35": {"norm_cap": 1.27},  # 1.35 on MiniLM
     # The query translated on its white background, 32 views: the layout is no part of the concept.
     "shift32": {"shift_views": 32},
+    # The m tokens repeated in turn to nine prompt positions, a two-element caption's word count.
+    "tile9": {"phrase_length": 9},
 }
 
 

@@ -265,6 +265,7 @@ def _score_config(args: argparse.Namespace, **forced):
             "samples": args.samples,
             "steps": args.steps,
             "shift_views": getattr(args, "shift_views", None),
+            "phrase_length": getattr(args, "phrase_length", None),
             "seed": args.seed,
             "detector_threshold": args.detector_threshold,
             "inference_steps": getattr(args, "inference_steps", None),
@@ -426,6 +427,9 @@ def _add_score_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="inversion steps per token count")
     parser.add_argument(
         "--shift-views", type=int, help="invert on this many translations of the query on its plain background"
+    )
+    parser.add_argument(
+        "--phrase-length", type=int, help="prompt positions the m tokens fill, repeated in turn (default: m)"
     )
     parser.add_argument("--detector-threshold", type=float, help="detector confidence for the shapes distance")
     parser.add_argument("--seed", type=int)

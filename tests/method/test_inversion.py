@@ -148,6 +148,18 @@ def test_shift_views_invert_on_every_view_and_one_view_changes_nothing(tiny_mode
         invert(pipeline, query(), 1, dataclasses.replace(settings, shift_views=6), latents=one_view)
 
 
+def test_a_phrase_length_repeats_the_m_tokens_and_learns_only_m_vectors(pipeline):
+    assert placeholder_phrase(2, 5) == "<s*> <s*>_1 <s*> <s*>_1 <s*>"
+    assert placeholder_phrase(3, 2) == placeholder_phrase(3)
+    ids = add_placeholders(pipeline, 2)
+    tokens = pipeline.tokenizer(placeholder_phrase(2, 5), add_special_tokens=False).input_ids
+    assert tokens == [ids[0], ids[1], ids[0], ids[1], ids[0]]
+    settings = InversionSettings(steps=4, batch_size=4, lr=1e-2, initializer="big", seed=1, templates=("{}",))
+    tiled = invert(pipeline, query(), 2, dataclasses.replace(settings, phrase_length=5)).embeddings
+    assert tiled.shape == (2, pipeline.text_encoder.config.hidden_size)
+    assert not torch.allclose(tiled, invert(pipeline, query(), 2, settings).embeddings)  # the prompt changed
+
+
 def test_bad_inputs(tiny_model):
     pipeline = load_pipeline(tiny_model)
     with pytest.raises(OriginalityError, match="number of tokens must be >= 1"):

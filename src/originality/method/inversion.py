@@ -44,8 +44,14 @@ def placeholder_tokens(m: int) -> list[str]:
     return [PLACEHOLDER] + [f"{PLACEHOLDER}_{i}" for i in range(1, m)]
 
 
-def placeholder_phrase(m: int) -> str:
-    return " ".join(placeholder_tokens(m))
+def placeholder_phrase(m: int, length: int = 0) -> str:
+    """The m placeholder tokens; with ``length`` > m, repeated in turn to fill that many positions.
+
+    Repeating adds no vector: the phrase still carries m learned tokens, at a length of the
+    model's own captions (method/search.py, ``phrase_length``).
+    """
+    tokens = placeholder_tokens(m)
+    return " ".join(tokens[i % m] for i in range(max(length, m)))
 
 
 @dataclass
@@ -66,6 +72,8 @@ class InversionSettings:
     norm_cap: float = 0.0
     # Views of the query (itself, then translations on its background; 0 or 1: the query alone).
     shift_views: int = 0
+    # Positions the m tokens fill in the prompt, repeated in turn (0: m; placeholder_phrase).
+    phrase_length: int = 0
     seed: int = 0
 
 
@@ -209,7 +217,7 @@ def invert(
         keep = (~hits.any(-1, keepdim=True)).to(output.dtype)
         return output * keep + replacement
 
-    phrase = placeholder_phrase(m)
+    phrase = placeholder_phrase(m, settings.phrase_length)
     templates = [t.format(phrase) for t in settings.templates]
     generator = torch.Generator().manual_seed(settings.seed)
     result = Inversion(m=m, embeddings=learned.detach().cpu())

@@ -19,8 +19,10 @@ def reconstruct(
     prompt: str = "a photo of {}",
     steps: int = 50,
     guidance_scale: float = 3.0,
+    phrase_length: int = 0,
 ) -> list[Image.Image]:
-    """One image per seed from ``prompt`` with ``{}`` replaced by the learned tokens."""
+    """One image per seed from ``prompt`` with ``{}`` replaced by the learned tokens (repeated in
+    turn to ``phrase_length`` positions, as they were learned)."""
     set_embeddings(pipeline, embeddings)
-    text = prompt.format(placeholder_phrase(len(embeddings)))
+    text = prompt.format(placeholder_phrase(len(embeddings), phrase_length))
     return generate(pipeline, [text] * len(seeds), list(seeds), steps=steps, guidance_scale=guidance_scale)

@@ -69,6 +69,9 @@ class ScoreConfig:
     # Invert on this many views of the query translated on its plain background (0: the query
     # alone; method/inversion.py, shifted_views).
     shift_views: int = 0
+    # Fill this many prompt positions with the m tokens, repeated in turn (0: m positions). The
+    # shapes models never saw a caption shorter than four words; a one-token prompt is far shorter.
+    phrase_length: int = 0
     # Warm-start m tokens from the (m-1)-token solution plus one new initial token, instead of
     # m copies of the initial token (the paper).
     progressive: bool = False
@@ -94,8 +97,8 @@ class ScoreConfig:
             raise OriginalityError(f"M (max tokens) must be >= 1, got {self.max_tokens}")
         if self.samples < 1 or self.steps < 1 or self.batch_size < 1:
             raise OriginalityError("samples, steps and batch size must be >= 1")
-        if self.shift_views < 0:
-            raise OriginalityError(f"shift views must be >= 0, got {self.shift_views}")
+        if self.shift_views < 0 or self.phrase_length < 0:
+            raise OriginalityError("shift views and phrase length must be >= 0")
         if self.inference_steps is not None and self.inference_steps < 1:
             raise OriginalityError(f"inference steps must be >= 1, got {self.inference_steps}")
         if not 0 <= self.min_editability <= 1:
@@ -310,6 +313,7 @@ def invert_and_reconstruct(
         min_improvement=config.min_improvement,
         norm_cap=config.norm_cap,
         shift_views=config.shift_views,
+        phrase_length=config.phrase_length,
         seed=config.seed,
     )
     t0 = time.perf_counter()
@@ -322,6 +326,7 @@ def invert_and_reconstruct(
         prompt=domain.prompt,
         steps=config.inference_steps or domain.inference_steps,
         guidance_scale=config.guidance_scale,
+        phrase_length=config.phrase_length,
     )
     return inversion, samples, {"inversion": t1 - t0, "generation": time.perf_counter() - t1}
 
@@ -361,6 +366,7 @@ def _edit_renderer(pipeline, embeddings, config: ScoreConfig) -> Callable[[str],
             prompt=prompt,
             steps=config.inference_steps,
             guidance_scale=config.guidance_scale,
+            phrase_length=config.phrase_length,
         )
 
     return render
