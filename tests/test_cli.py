@@ -104,6 +104,10 @@ def test_score_bad_inputs_are_one_line_errors(tmp_path):
             "M (max tokens) must be >= 1",
         ),
         (
+            ["score", str(tmp_path / "q.png"), "--phrase-length", "-1", "--out", str(tmp_path / "o")],
+            "shift views and phrase length must be >= 0",
+        ),
+        (
             [
                 "detector",
                 "evaluate",
@@ -121,6 +125,15 @@ def test_score_bad_inputs_are_one_line_errors(tmp_path):
         result = run(*args)
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+def test_inversion_options_reach_the_score_config():
+    from originality.cli import _score_config, build_parser
+
+    args = build_parser().parse_args(["score", "q.png", "--out", "o", "--shift-views", "8", "--phrase-length", "9"])
+    config = _score_config(args)
+    assert (config.shift_views, config.phrase_length, config.preset) == (8, 9, "quick")
+    assert _score_config(build_parser().parse_args(["score", "q.png", "--out", "o"])).phrase_length == 0
 
 
 def test_pickled_only_model_folder_is_refused(tmp_path):
