@@ -5,7 +5,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 import originality.method.search as search_module
-from originality.batch import RESULTS, finished, score_all
+from originality.batch import RESULTS, SETTINGS, finished, score_all
 from originality.errors import OriginalityError
 from originality.method.search import score_preset
 from originality.models import load_pipeline
@@ -49,7 +49,7 @@ def test_batch_resumes_without_redoing_finished_images(tiny_model, tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         score_all(images, pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=Counting())
     assert set(finished(out)) == {"a.png"}
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", RESULTS]  # nothing half-written
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", RESULTS, SETTINGS]  # nothing half-written
     monkeypatch.setattr(search_module, "score", real)
     distance = Counting()
     records = score_all(images, pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=distance)
@@ -57,6 +57,31 @@ def test_batch_resumes_without_redoing_finished_images(tiny_model, tmp_path, mon
     assert distance.calls == 2  # a.png was not scored again
     lines = (out / RESULTS).read_text().splitlines()
     assert len(lines) == 3 and all(json.loads(line)["label"] == "1" for line in lines)
+
+
+def test_a_rerun_with_other_settings_is_refused_not_mixed_in(tiny_model, tmp_path):
+    pipeline = load_pipeline(tiny_model)
+    write_image(tmp_path / "a.png", "red")
+    write_image(tmp_path / "b.png", "blue")
+    out = tmp_path / "out"
+    score_all(tmp_path / "a.png", pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=Counting())
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    other = score_preset("quick", **{**CONFIG, "steps": 3})
+    with pytest.raises(OriginalityError, match=r"other settings \(steps\)"):
+        score_all(tmp_path / "b.png", pipeline, other, out, progress=False, distance=Counting())
+    with pytest.raises(OriginalityError, match=r"other settings \(model\)"):
+        config = score_preset("quick", **CONFIG)
+        score_all(tmp_path / "b.png", pipeline, config, out, progress=False, distance=Counting(), model="another")
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing written
+    # Settings saved before a setting existed (here phrase_length) resume at its default; so
+    # does a folder scored before settings were kept at all.
+    saved = json.loads((out / SETTINGS).read_text())
+    del saved["config"]["phrase_length"]
+    (out / SETTINGS).write_text(json.dumps(saved))
+    score_all(tmp_path / "b.png", pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=Counting())
+    (out / SETTINGS).unlink()
+    records = score_all(tmp_path, pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=Counting())
+    assert sorted(r["image"] for r in records) == ["a.png", "b.png"] and (out / SETTINGS).is_file()
 
 
 def test_report_escapes_a_hostile_file_name(tiny_model, tmp_path):

@@ -2,7 +2,9 @@
 
 Each finished image gets its own folder (written under a temporary name, renamed when
 complete) and one line in ``results.jsonl``, appended with a single write and an fsync. A
-rerun skips the images already in ``results.jsonl``; a killed run loses nothing finished.
+rerun skips the images already in ``results.jsonl``; a killed run loses nothing finished. The
+run's settings (scoring config, domain, model) are kept in ``settings.json``, and a rerun with
+other settings into the same folder is refused rather than mixed in.
 
 Several processes split the images round-robin: ``accelerate launch --num_processes K -m
 originality.cli score ...`` (one per GPU) or ``torchrun --nproc-per-node K -m originality.cli
@@ -28,6 +30,7 @@ from originality.errors import OriginalityError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 RESULTS = "results.jsonl"
+SETTINGS = "settings.json"
 PARTS = "results.rank*.jsonl"
 LOCK = ".lock"
 
@@ -215,10 +218,12 @@ def score_all(
     distance=None,
     check=None,
     procs: Processes | None = None,
+    model: str | None = None,
 ) -> list[dict[str, Any]]:
     """Score every input not yet in ``out/results.jsonl``; returns all records, finished ones included.
 
     Under ``accelerate launch`` each process scores its share (``procs``: detected when None).
+    ``model`` names the pipeline's model in the recorded settings (``models.pipeline.model_identity``).
     """
     procs = procs or processes()
     queries = list_inputs(source)
@@ -227,9 +232,15 @@ def score_all(
     resumable = (out / RESULTS).is_file() or any(out.glob(PARTS))
     if out.exists() and any(not p.name.startswith(".") for p in out.iterdir()) and not resumable:
         raise OriginalityError(f"output folder {out} exists and holds no {RESULTS} to resume (choose another --out)")
+    settings = run_settings(config, domain, model, distance, check)
+    record = check_settings(out, settings)
     procs.barrier()  # every process has checked the folder before any writes to it
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out, procs.index):
+        if record and procs.index == 0:
+            tmp = out / f".{SETTINGS}.tmp"
+            tmp.write_text(json.dumps(settings, indent=1) + "\n")
+            tmp.replace(out / SETTINGS)
         _score_all(
             queries,
             pipeline,
@@ -262,6 +273,40 @@ def folder_names(queries: list[Query], done: dict[str, dict[str, Any]]) -> dict[
         used.add(name)
         names[q.name] = name
     return names
+
+
+def run_settings(config, domain: str, model: str | None, distance=None, check=None) -> dict[str, Any]:
+    """What a batch's scores depend on beside its images: resumed only where these match."""
+    import dataclasses
+
+    def name(part) -> str | None:  # a distance or check passed as an object: its kind
+        return None if part is None else getattr(part, "__name__", type(part).__name__)
+
+    settings = json.loads(json.dumps({"config": dataclasses.asdict(config), "domain": str(domain)}))
+    settings.update(model=model, distance=name(distance), check=name(check))
+    return settings
+
+
+def check_settings(out: Path, settings: dict[str, Any]) -> bool:
+    """Refuse to resume ``out`` with other settings. True when ``out`` has none recorded yet (a new
+    folder, or one scored before settings were kept, whose records cannot be checked)."""
+    from originality.method.search import saved_config
+
+    path = out / SETTINGS
+    if not path.is_file():
+        return True
+    try:
+        saved = json.loads(path.read_text())
+        saved["config"] = saved_config(saved["config"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise OriginalityError(f"{path} is damaged ({exc}); choose another --out") from exc
+    if saved != settings:
+        changed = [k for k in settings["config"] if saved["config"].get(k) != settings["config"][k]]
+        changed += [k for k in settings if k != "config" and saved.get(k) != settings[k]]
+        raise OriginalityError(
+            f"{out} holds scores made with other settings ({', '.join(changed)}); choose another --out"
+        )
+    return False
 
 
 def _score_all(queries, pipeline, config, out: Path, *, domain, progress, distance, check, procs) -> None:

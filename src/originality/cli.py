@@ -284,9 +284,17 @@ def _score_config(args: argparse.Namespace, **forced):
 
 
 def _score(args: argparse.Namespace) -> None:
-    from originality.batch import list_inputs, processes, score_all, summary_table, write_batch_report
+    from originality.batch import (
+        check_settings,
+        list_inputs,
+        processes,
+        run_settings,
+        score_all,
+        summary_table,
+        write_batch_report,
+    )
     from originality.domains import load_domain
-    from originality.models.pipeline import DEFAULT_REAL_MODEL, load_pipeline
+    from originality.models.pipeline import DEFAULT_REAL_MODEL, load_pipeline, model_identity
 
     config = _score_config(args)
     domain = load_domain(args.domain)  # fail before loading the model
@@ -298,10 +306,18 @@ def _score(args: argparse.Namespace) -> None:
         preflight(resolved.dreamsim_cache, resolved.dreamsim_type)
     procs = processes()  # under `accelerate launch`: this process's share and GPU
     model = args.model or (None if domain.name == "shapes" else DEFAULT_REAL_MODEL)
+    check_settings(Path(args.out), run_settings(config, args.domain, model_identity(model)))  # before loading
     device = procs.device if procs.count > 1 and args.device == "auto" else args.device
     pipeline = load_pipeline(model, device=device, dtype=args.dtype, cache_dir=args.cache_dir)
     records = score_all(
-        args.input, pipeline, config, args.out, domain=args.domain, progress=not args.quiet, procs=procs
+        args.input,
+        pipeline,
+        config,
+        args.out,
+        domain=args.domain,
+        progress=not args.quiet,
+        procs=procs,
+        model=model_identity(model),
     )
     if procs.index == 0:
         print(summary_table(records))

@@ -160,6 +160,19 @@ def test_a_phrase_length_repeats_the_m_tokens_and_learns_only_m_vectors(pipeline
     assert not torch.allclose(tiled, invert(pipeline, query(), 2, settings).embeddings)  # the prompt changed
 
 
+def test_inverting_on_the_cpu_uses_deterministic_kernels_and_restores_the_setting(tiny_model):
+    pipeline = load_pipeline(tiny_model)
+    seen = []
+    hook = pipeline.unet.register_forward_hook(lambda *_: seen.append(torch.are_deterministic_algorithms_enabled()))
+    try:
+        invert(pipeline, query(), 1, InversionSettings(steps=2, batch_size=2, lr=1e-2, initializer="big"))
+    finally:
+        hook.remove()
+    # The backward of picking prompt rows by index sums in a thread-timing order on the CPU.
+    assert seen == [True, True]
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
 def test_bad_inputs(tiny_model):
     pipeline = load_pipeline(tiny_model)
     with pytest.raises(OriginalityError, match="number of tokens must be >= 1"):

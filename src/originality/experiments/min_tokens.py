@@ -45,7 +45,7 @@ from originality.experiments.min_tokens_evidence import (
     spearman,
     threshold_sweep,
 )
-from originality.method.search import ScoreConfig
+from originality.method.search import ScoreConfig, saved_config
 from originality.shapes.specs import MIX_UNSEEN_PAIR, originality_mix
 
 # (shapes of the pair, fraction of the originality-mix training images): App. E.1, read off the spec.
@@ -234,11 +234,8 @@ def _check_out(out: Path, settings: dict[str, Any]) -> bool:
     marker = out / SETTINGS_FILE
     if marker.is_file():
         saved = json.loads(marker.read_text())
-        # A setting added since the run was saved ran at its default, which keeps the old behaviour.
-        score = saved.get("config", {}).get("score")
-        if isinstance(score, dict):
-            for f in dataclasses.fields(ScoreConfig):
-                score.setdefault(f.name, f.default)
+        if isinstance(saved.get("config", {}).get("score"), dict):
+            saved["config"]["score"] = saved_config(saved["config"]["score"])
         if saved != json.loads(json.dumps(settings)):
             raise OriginalityError(f"{out} holds an experiment with other settings; choose another --out")
         return True

@@ -25,7 +25,8 @@ the saved ``learned_embeds.safetensors`` (``{"<s*>": tensor(m, dim)}``) loads wi
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,6 +172,26 @@ def image_latents(pipeline, image: Image.Image, views: int = 1, seed: int = 0) -
     return torch.cat(means) * scale, torch.cat(stds) * scale
 
 
+@contextmanager
+def deterministic_on_cpu(device: torch.device) -> Iterator[None]:
+    """torch's deterministic kernels while inverting on the CPU, then the caller's setting again.
+
+    The batch's prompt embeddings are rows picked by index, and on the CPU the backward of that
+    pick sums rows in an order that varies with the threads' timing: with two threads, two runs
+    of one seed ended a sample apart. One thread was already deterministic and stays bit for bit
+    the same. GPUs are left alone (their deterministic mode needs a cuBLAS setting of its own).
+    """
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
 def invert(
     pipeline,
     image: Image.Image,
@@ -221,61 +242,62 @@ def invert(
     templates = [t.format(phrase) for t in settings.templates]
     generator = torch.Generator().manual_seed(settings.seed)
     result = Inversion(m=m, embeddings=learned.detach().cpu())
-    hook = embedding.register_forward_hook(swap_in)
-    states = [(p, p.requires_grad) for p in [*unet.parameters(), *encoder.parameters(), *pipeline.vae.parameters()]]
-    for p, _ in states:
-        p.requires_grad_(False)
-    try:
-        bar = tqdm(range(settings.steps), desc=f"inverting m={m}", disable=not progress, leave=False)
-        for step in bar:
-            b = settings.batch_size
-            which = torch.randint(len(templates), (b,), generator=generator)
-            unique, inverse = torch.unique(which, return_inverse=True)
-            cond = encode_prompts(pipeline, [templates[i] for i in unique.tolist()])[inverse.to(device)]
-            noise_z = torch.randn((b, *mean.shape[1:]), generator=generator).to(device)
-            if views > 1:  # drawn only then, so that one view keeps the random stream it always had
-                view = torch.randint(views, (b,), generator=generator).to(device)
-                z = mean[view] + std[view] * noise_z
-            else:
-                z = mean + std * noise_z
-            if settings.flip:
-                flip = torch.rand(b, generator=generator) < 0.5
-                z = torch.where(flip.to(device)[:, None, None, None], z.flip(-1), z)
-            noise = torch.randn(z.shape, generator=generator).to(device)
-            t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (b,), generator=generator).to(device)
-            noisy = noise_scheduler.add_noise(z, noise, t)
-            pred = unet(noisy.to(unet.dtype), t, encoder_hidden_states=cond.to(unet.dtype)).sample
-            target = (
-                noise
-                if noise_scheduler.config.prediction_type == "epsilon"
-                else (noise_scheduler.get_velocity(z, noise, t))
-            )
-            loss = F.mse_loss(pred.float(), target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if cap > 0:
-                with torch.no_grad():
-                    learned.mul_(torch.clamp(cap / learned.norm(dim=1, keepdim=True), max=1.0))
-            value = loss.detach().item()
-            if not math.isfinite(value):
-                raise OriginalityError(f"inversion loss became {value} at step {step} (m={m}); lower the lr")
-            result.losses.append(value)
-            result.steps = step + 1
-            if (
-                settings.check_every
-                and result.steps % settings.check_every == 0
-                and result.steps >= 2 * settings.check_every
-            ):
-                k = settings.check_every
-                recent, before = np.mean(result.losses[-k:]), np.mean(result.losses[-2 * k : -k])
-                if before - recent < settings.min_improvement * before:
-                    result.stopped_early = True
-                    break
-    finally:
-        hook.remove()
-        for p, flag in states:
-            p.requires_grad_(flag)
+    with deterministic_on_cpu(device):
+        hook = embedding.register_forward_hook(swap_in)
+        states = [(p, p.requires_grad) for p in [*unet.parameters(), *encoder.parameters(), *pipeline.vae.parameters()]]
+        for p, _ in states:
+            p.requires_grad_(False)
+        try:
+            bar = tqdm(range(settings.steps), desc=f"inverting m={m}", disable=not progress, leave=False)
+            for step in bar:
+                b = settings.batch_size
+                which = torch.randint(len(templates), (b,), generator=generator)
+                unique, inverse = torch.unique(which, return_inverse=True)
+                cond = encode_prompts(pipeline, [templates[i] for i in unique.tolist()])[inverse.to(device)]
+                noise_z = torch.randn((b, *mean.shape[1:]), generator=generator).to(device)
+                if views > 1:  # drawn only then, so that one view keeps the random stream it always had
+                    view = torch.randint(views, (b,), generator=generator).to(device)
+                    z = mean[view] + std[view] * noise_z
+                else:
+                    z = mean + std * noise_z
+                if settings.flip:
+                    flip = torch.rand(b, generator=generator) < 0.5
+                    z = torch.where(flip.to(device)[:, None, None, None], z.flip(-1), z)
+                noise = torch.randn(z.shape, generator=generator).to(device)
+                t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (b,), generator=generator).to(device)
+                noisy = noise_scheduler.add_noise(z, noise, t)
+                pred = unet(noisy.to(unet.dtype), t, encoder_hidden_states=cond.to(unet.dtype)).sample
+                target = (
+                    noise
+                    if noise_scheduler.config.prediction_type == "epsilon"
+                    else (noise_scheduler.get_velocity(z, noise, t))
+                )
+                loss = F.mse_loss(pred.float(), target)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if cap > 0:
+                    with torch.no_grad():
+                        learned.mul_(torch.clamp(cap / learned.norm(dim=1, keepdim=True), max=1.0))
+                value = loss.detach().item()
+                if not math.isfinite(value):
+                    raise OriginalityError(f"inversion loss became {value} at step {step} (m={m}); lower the lr")
+                result.losses.append(value)
+                result.steps = step + 1
+                if (
+                    settings.check_every
+                    and result.steps % settings.check_every == 0
+                    and result.steps >= 2 * settings.check_every
+                ):
+                    k = settings.check_every
+                    recent, before = np.mean(result.losses[-k:]), np.mean(result.losses[-2 * k : -k])
+                    if before - recent < settings.min_improvement * before:
+                        result.stopped_early = True
+                        break
+        finally:
+            hook.remove()
+            for p, flag in states:
+                p.requires_grad_(flag)
     result.embeddings = learned.detach().float().cpu()
     return result
 

@@ -123,6 +123,12 @@ THRESHOLDS: dict[str, dict[str, float]] = {
 }
 
 
+def saved_config(saved: dict[str, Any]) -> dict[str, Any]:
+    """A ScoreConfig saved as a dict, with each setting added since then at its default: a run
+    saved before a setting existed ran with the default, which keeps the behaviour it had."""
+    return {**{f.name: f.default for f in dataclasses.fields(ScoreConfig)}, **saved}
+
+
 def score_preset(name: str, **overrides: Any) -> ScoreConfig:
     """``paper``: the paper's numbers. ``quick``: a CPU budget, calibrated on the shipped model."""
     presets = {
