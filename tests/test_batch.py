@@ -69,9 +69,9 @@ def test_a_rerun_with_other_settings_is_refused_not_mixed_in(tiny_model, tmp_pat
     other = score_preset("quick", **{**CONFIG, "steps": 3})
     with pytest.raises(OriginalityError, match=r"other settings \(steps\)"):
         score_all(tmp_path / "b.png", pipeline, other, out, progress=False, distance=Counting())
+    same = score_preset("quick", **CONFIG)
     with pytest.raises(OriginalityError, match=r"other settings \(model\)"):
-        config = score_preset("quick", **CONFIG)
-        score_all(tmp_path / "b.png", pipeline, config, out, progress=False, distance=Counting(), model="another")
+        score_all(tmp_path / "b.png", pipeline, same, out, progress=False, distance=Counting(), model="another")
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing written
     # Settings saved before a setting existed (here phrase_length) resume at its default; so
     # does a folder scored before settings were kept at all.
