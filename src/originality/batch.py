@@ -16,6 +16,7 @@ its part files, which a rerun counts as finished and merges.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import re
@@ -277,7 +278,6 @@ def folder_names(queries: list[Query], done: dict[str, dict[str, Any]]) -> dict[
 
 def run_settings(config, domain: str, model: str | None, distance=None, check=None) -> dict[str, Any]:
     """What a batch's scores depend on beside its images: resumed only where these match."""
-    import dataclasses
 
     def name(part) -> str | None:  # a distance or check passed as an object: its kind
         return None if part is None else getattr(part, "__name__", type(part).__name__)
