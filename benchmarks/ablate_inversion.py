@@ -97,7 +97,7 @@ def main() -> None:
         config = score_preset("quick", **VARIANTS[variant])
         for group in args.groups.split(","):
             for name, image, text in calibration_queries(group, args.queries, seed, args.two_colour):
-                latents = image_latents(pipeline, image, max(config.shift_views, 1), config.seed)
+                latents = image_latents(pipeline, image, config.shift_views, config.seed)
                 want = element_multiset(detector.detect([image])[0])
                 previous = None
                 # Progressive runs every m up to the largest (each warm-starts the next).

@@ -306,7 +306,8 @@ def _score(args: argparse.Namespace) -> None:
         preflight(resolved.dreamsim_cache, resolved.dreamsim_type)
     procs = processes()  # under `accelerate launch`: this process's share and GPU
     model = args.model or (None if domain.name == "shapes" else DEFAULT_REAL_MODEL)
-    check_settings(Path(args.out), run_settings(config, args.domain, model_identity(model)))  # before loading
+    identity = model_identity(model)  # hashes a local UNet's weights: once
+    check_settings(Path(args.out), run_settings(config, args.domain, identity))  # before loading the model
     device = procs.device if procs.count > 1 and args.device == "auto" else args.device
     pipeline = load_pipeline(model, device=device, dtype=args.dtype, cache_dir=args.cache_dir)
     records = score_all(
@@ -317,7 +318,7 @@ def _score(args: argparse.Namespace) -> None:
         domain=args.domain,
         progress=not args.quiet,
         procs=procs,
-        model=model_identity(model),
+        model=identity,
     )
     if procs.index == 0:
         print(summary_table(records))

@@ -97,8 +97,8 @@ def calibrate(model: str | Path | None, out: str | Path, config: CalibrationConf
     domain = load_domain("shapes")
     budget_rows = []
     common = queries["common"][: config.budget_queries]
-    views = max(score_preset("quick").shift_views, 1)
-    latents = [image_latents(pipeline, image, views) for image, _ in common]  # once per query, not per job
+    quick = score_preset("quick")
+    latents = [image_latents(pipeline, image, quick.shift_views, quick.seed) for image, _ in common]  # once a query
     jobs = [(q, m, steps) for q in range(len(common)) for m in config.tokens for steps in config.budgets]
     for q, m, steps in tqdm(jobs, desc="inversion budget", disable=not progress):
         image, text = common[q]

@@ -149,10 +149,10 @@ def shifted_views(image: Image.Image, count: int, seed: int = 0, tolerance: int 
     return views
 
 
-def image_latents(pipeline, image: Image.Image, views: int = 1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def image_latents(pipeline, image: Image.Image, views: int = 0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior mean and std of the query's latents, scaled by the VAE's scaling factor.
 
-    One row per view (:func:`shifted_views`; ``views`` <= 1: the query alone).
+    One row per view (:func:`shifted_views`; ``views`` 0 or 1, as ``shift_views``: the query alone).
     """
     vae = pipeline.vae
     side = pipeline.unet.config.sample_size * pipeline.vae_scale_factor
@@ -216,7 +216,7 @@ def invert(
     device = unet.device
     ids = torch.tensor(add_placeholders(pipeline, m), device=device)
     views = max(settings.shift_views, 1)
-    mean, std = latents if latents is not None else image_latents(pipeline, image, views, settings.seed)
+    mean, std = latents if latents is not None else image_latents(pipeline, image, settings.shift_views, settings.seed)
     if len(mean) != views:
         raise OriginalityError(f"latents hold {len(mean)} views of the query; the settings ask for {views}")
     noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)

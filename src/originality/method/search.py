@@ -240,7 +240,7 @@ def score(
     )
     out = Path(out) if out is not None else None
     curve = []
-    latents = image_latents(pipeline, image, max(config.shift_views, 1), config.seed)  # once for every m
+    latents = image_latents(pipeline, image, config.shift_views, config.seed)  # once for every m
     previous = None
     for m in range(1, config.max_tokens + 1):
         t0 = time.perf_counter()
