@@ -100,6 +100,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--objective", choices=("mlm", "bind"), default="mlm")
     parser.add_argument("--keep", type=float, default=1.0, help="bind: weight of staying near MiniLM's outputs")
+    parser.add_argument(
+        "--last-layers", type=int, default=0, help="bind: train only the last N transformer layers (0: all)"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     if out.exists():
@@ -123,10 +126,14 @@ def main() -> None:
         head = torch.nn.Linear(base.config.hidden_size, len(COLOURS))
         examples = [bind_example(encoded, i, caption) for i, caption in enumerate(captions)]
         step_loss = bind_loss(encoder, reference, head, tokenizer, args.keep)
-        params = [*encoder.parameters(), *head.parameters()]
+        # Fewer trained layers: an encoder that differs from MiniLM only there, small to store.
+        trained = encoder.encoder.layer[-args.last_layers :] if args.last_layers else encoder
+        params = [*trained.parameters(), *head.parameters()]
     # MLM trains as BERT was trained (dropout on). Binding compares against MiniLM's own outputs,
     # which dropout would blur (a squared distance of ~11 before any step).
-    encoder.train(args.objective == "mlm").requires_grad_(True)
+    encoder.train(args.objective == "mlm").requires_grad_(args.objective == "mlm" or not args.last_layers)
+    for p in params:
+        p.requires_grad_(True)
 
     rng = np.random.default_rng(args.seed)
     steps = int(args.epochs * len(examples) / args.batch)
@@ -152,7 +159,7 @@ def main() -> None:
     info = {
         "base": "minilm",
         "objective": args.objective,
-        **({"keep": args.keep} if args.objective == "bind" else {}),
+        **({"keep": args.keep, "last_layers": args.last_layers} if args.objective == "bind" else {}),
         "data": str(args.data),
         "captions": len(examples),
         "steps": steps,
