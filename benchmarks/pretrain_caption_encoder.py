@@ -21,9 +21,9 @@ stand-in for a contextual BERT, built from the caption grammar: it tests whether
 follows once the encoder binds, not what an English BERT would do.
 
 The encoder is MiniLM's (same tokenizer and vocabulary, so the inversion's initial word
-"shapes" keeps its pretrained embedding) with a fresh head (masked-LM or colour), trained on every non-empty
-caption in the dataset (duplicates kept: the frequencies are the point), then saved as a
-frozen-ready ``BertModel`` folder (safetensors) that ``--set text_encoder=FOLDER`` accepts.
+"shapes" keeps its pretrained embedding) with a fresh head (masked-LM or colour), trained on
+every non-empty caption in the dataset (duplicates kept: the frequencies are the point), then
+saved as a frozen-ready ``BertModel`` folder (safetensors) that ``--set text_encoder=FOLDER`` accepts.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -107,9 +108,13 @@ def main() -> None:
     out = Path(args.out)
     if out.exists():
         raise SystemExit(f"error: {out} exists; choose another --out")
+    if args.last_layers and args.objective != "bind":
+        parser.error("--last-layers applies to --objective bind only")
     torch.manual_seed(args.seed)
 
     tokenizer, base = load_text_encoder("minilm")
+    if not 0 <= args.last_layers <= base.config.num_hidden_layers:
+        parser.error(f"--last-layers must be 0..{base.config.num_hidden_layers}, got {args.last_layers}")
     captions = [c for c in read_table(args.data, ["caption"]).column("caption").to_pylist() if c]
     encoded = tokenizer(captions, truncation=True, max_length=tokenizer.model_max_length)
     if args.objective == "mlm":
@@ -153,9 +158,13 @@ def main() -> None:
             recent = np.mean(losses[-50:], axis=0).round(3).tolist()
             print(f"step {step + 1}/{steps}  loss {recent}  {time.time() - start:.0f} s", flush=True)
 
-    out.mkdir(parents=True)
-    encoder.eval().save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    # Written beside --out and renamed into place: a run that dies while saving leaves no folder
+    # that passes for an encoder.
+    partial = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)  # left by a run that died while saving
+    partial.mkdir(parents=True)
+    encoder.eval().save_pretrained(partial, safe_serialization=True)
+    tokenizer.save_pretrained(partial)
     info = {
         "base": "minilm",
         "objective": args.objective,
@@ -169,7 +178,8 @@ def main() -> None:
         "final_loss": np.mean(losses[-50:], axis=0).round(4).tolist(),
         "seconds": round(time.time() - start, 1),
     }
-    (out / "pretraining.json").write_text(json.dumps(info, indent=1) + "\n")
+    (partial / "pretraining.json").write_text(json.dumps(info, indent=1) + "\n")
+    partial.rename(out)
     print(json.dumps(info))
 
 
