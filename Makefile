@@ -16,16 +16,23 @@ $(BIN)/.installed: pyproject.toml Makefile
 demo: $(BIN)/.installed
 	$(BIN)/originality demo
 
+LINTED := src tests benchmarks research
+
 test: $(BIN)/.installed
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/python -m pytest -n 2 tests
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
+# The quick benchmarks (minutes on a CPU); bench_end_to_end.py and paper_score_one.py run for hours.
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_data.py
+	$(BIN)/python benchmarks/bench_detector.py
+	$(BIN)/python benchmarks/bench_inversion.py
+	$(BIN)/python benchmarks/bench_training.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -21,21 +21,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_inversion import recipe_invert  # noqa: E402
-from originality.demo import EXAMPLES  # noqa: E402
-from originality.domains import load_domain  # noqa: E402
-from originality.images import load_query  # noqa: E402
-from originality.method.inversion import placeholder_phrase, set_embeddings  # noqa: E402
-from originality.method.search import components, sample_seeds, score, score_preset  # noqa: E402
-from originality.models.pipeline import generate, load_pipeline  # noqa: E402
+from originality.demo import EXAMPLES
+from originality.domains import load_domain
+from originality.images import load_query
+from originality.method.inversion import placeholder_phrase, set_embeddings
+from originality.method.reference_inversion import recipe_invert
+from originality.method.search import components, sample_seeds, score, score_preset
+from originality.models.pipeline import generate, load_pipeline
 
 
 def reference(pipeline, image, config, domain, distance, check, *, tokens: int, steps: int, lr: float) -> dict:

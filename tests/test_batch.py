@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-import originality.method.search as search_module
-from originality.batch import RESULTS, SETTINGS, finished, score_all
+import originality.batch as batch_module
+from originality.batch import RESULTS, finished, score_all
 from originality.errors import OriginalityError
 from originality.method.search import score_preset
 from originality.models import load_pipeline
+from originality.runs import LOCK, SETTINGS
 
 
 def write_image(path, colour):
@@ -36,7 +37,7 @@ def test_batch_resumes_without_redoing_finished_images(tiny_model, tmp_path, mon
     for name, colour in [("a.png", "red"), ("b.png", "blue"), ("c.png", "green")]:
         write_image(images / name, colour)
     out = tmp_path / "out"
-    real = search_module.score
+    real = batch_module.score
     calls = []
 
     def dies_on_b(image, *args, name="", **kw):
@@ -45,12 +46,12 @@ def test_batch_resumes_without_redoing_finished_images(tiny_model, tmp_path, mon
             raise KeyboardInterrupt  # killed while scoring b
         return real(image, *args, name=name, **kw)
 
-    monkeypatch.setattr(search_module, "score", dies_on_b)
+    monkeypatch.setattr(batch_module, "score", dies_on_b)
     with pytest.raises(KeyboardInterrupt):
         score_all(images, pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=Counting())
     assert set(finished(out)) == {"a.png"}
     assert sorted(p.name for p in out.iterdir()) == ["a.png", RESULTS, SETTINGS]  # nothing half-written
-    monkeypatch.setattr(search_module, "score", real)
+    monkeypatch.setattr(batch_module, "score", real)
     distance = Counting()
     records = score_all(images, pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=distance)
     assert [r["image"] for r in records] == ["a.png", "b.png", "c.png"]
@@ -125,8 +126,6 @@ def test_a_second_writer_is_refused_and_a_stale_lock_is_taken_over(tiny_model, t
     import subprocess
     import sys
 
-    from originality.batch import LOCK
-
     pipeline = load_pipeline(tiny_model)
     write_image(tmp_path / "a.png", "red")
     out = tmp_path / "out"
@@ -143,3 +142,41 @@ def test_a_second_writer_is_refused_and_a_stale_lock_is_taken_over(tiny_model, t
         tmp_path / "a.png", pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=Counting()
     )
     assert [r["image"] for r in records] == ["a.png"] and not (out / LOCK).exists()
+
+
+def test_a_run_stopped_in_its_first_image_resumes(tiny_model, tmp_path, monkeypatch):
+    pipeline = load_pipeline(tiny_model)
+    write_image(tmp_path / "a.png", "red")
+    out = tmp_path / "out"
+    real = batch_module.score
+
+    def killed(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch_module, "score", killed)
+    with pytest.raises(KeyboardInterrupt):
+        score_all(
+            tmp_path / "a.png", pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=Counting()
+        )
+    assert sorted(p.name for p in out.iterdir()) == [SETTINGS]  # no temp folder, no results yet
+    monkeypatch.setattr(batch_module, "score", real)
+    records = score_all(
+        tmp_path / "a.png", pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=Counting()
+    )
+    assert [r["image"] for r in records] == ["a.png"]
+
+
+def test_a_torn_last_record_does_not_swallow_the_next(tiny_model, tmp_path):
+    pipeline = load_pipeline(tiny_model)
+    (tmp_path / "in").mkdir()
+    write_image(tmp_path / "in" / "a.png", "red")
+    out = tmp_path / "out"
+    score_all(tmp_path / "in", pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=Counting())
+    with (out / RESULTS).open("a") as f:
+        f.write('{"image": "b.png", "fol')  # a kill tore this record
+    write_image(tmp_path / "in" / "b.png", "blue")
+    score_all(tmp_path / "in", pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=Counting())
+    assert sorted(finished(out)) == ["a.png", "b.png"]
+    distance = Counting()
+    score_all(tmp_path / "in", pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=distance)
+    assert distance.calls == 0  # b.png's record survived: nothing scored again

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from originality.demo import EXAMPLES, _prepare, write_examples
+from originality.demo import EXAMPLES, open_demo, write_examples
 from originality.errors import OriginalityError
 from originality.shapes.captions import parse_caption
 
@@ -22,16 +22,16 @@ def test_shipped_examples_are_what_write_examples_renders(tmp_path):
 
 def test_demo_folder_resumes_restarts_or_refuses(tmp_path):
     out = tmp_path / "demo"
-    _prepare(out, {"model": "a"})
+    open_demo(out, {"model": "a"})
     (out / "scores").mkdir()
-    _prepare(out, {"model": "a"})  # same settings: resume
+    open_demo(out, {"model": "a"})  # same settings: resume
     assert (out / "scores").is_dir()
-    _prepare(out, {"model": "b"})  # another model: our own folder starts again
+    open_demo(out, {"model": "b"})  # another model: our own folder starts again
     assert not (out / "scores").exists()
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("x")
     with pytest.raises(OriginalityError, match="not a demo folder"):
-        _prepare(tmp_path / "mine", {"model": "a"})
+        open_demo(tmp_path / "mine", {"model": "a"})
     assert (tmp_path / "mine" / "notes.txt").is_file()
 
 

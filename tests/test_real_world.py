@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from originality.batch import PARTS, RESULTS, append_record, finished, merge_parts
+from originality import runs
+from originality.batch import RESULTS, finished
 from originality.domains import DOMAINS, load_domain
 from originality.errors import OriginalityError
 from originality.method.search import score, score_preset
@@ -176,13 +177,13 @@ def test_loading_errors(tmp_path):
 
 
 def test_part_files_of_dead_processes_count_and_merge_once(tmp_path):
-    append_record(tmp_path, {"image": "a.png", "label": "1"})
-    append_record(tmp_path, {"image": "b.png", "label": "+"}, "results.rank1.jsonl")
-    append_record(tmp_path, {"image": "a.png", "label": "1"}, "results.rank0.jsonl")
+    runs.append_jsonl(tmp_path / RESULTS, {"image": "a.png", "label": "1"})
+    runs.append_jsonl(tmp_path / "results.rank1.jsonl", {"image": "b.png", "label": "+"})
+    runs.append_jsonl(tmp_path / "results.rank0.jsonl", {"image": "a.png", "label": "1"})
     assert set(finished(tmp_path)) == {"a.png", "b.png"}
-    merge_parts(tmp_path)
+    runs.merge_parts(tmp_path, RESULTS, "image")
     lines = [json.loads(x)["image"] for x in (tmp_path / RESULTS).read_text().splitlines()]
-    assert lines == ["a.png", "b.png"] and not list(tmp_path.glob(PARTS))
+    assert lines == ["a.png", "b.png"] and not list(tmp_path.glob("results.rank*.jsonl"))
 
 
 def test_two_processes_split_a_folder(tmp_path, torchrun):
@@ -202,7 +203,7 @@ def test_two_processes_split_a_folder(tmp_path, torchrun):
     lines = [json.loads(x) for x in (tmp_path / "out" / RESULTS).read_text().splitlines()]
     assert sorted(r["image"] for r in lines) == [f"h{i}.png" for i in range(5)]  # each once
     assert sorted(r["process"] for r in lines) == [0, 0, 0, 1, 1]  # both processes scored their share
-    assert not list((tmp_path / "out").glob(PARTS)) and not list((tmp_path / "out").glob(".lock*"))
+    assert not list((tmp_path / "out").glob("results.rank*.jsonl")) and not list((tmp_path / "out").glob(".lock*"))
     assert all((tmp_path / "out" / r["folder"] / "result.json").is_file() for r in lines)
     assert run.stdout.count("results:") == 1  # one summary, from the first process
 

@@ -131,6 +131,7 @@ def _train(args: argparse.Namespace) -> None:
 def _sample(args: argparse.Namespace) -> None:
     from originality.models.pipeline import generate, load_pipeline
     from originality.report.grids import image_grid
+    from originality.runs import save_image
 
     if args.seeds < 1:
         raise OriginalityError("--seeds must be >= 1")
@@ -140,9 +141,7 @@ def _sample(args: argparse.Namespace) -> None:
     images = generate(pipeline, prompts, seeds, steps=args.steps, guidance_scale=args.guidance)
     captions = [f"{p} [{s}]" for p, s in zip(prompts, seeds, strict=True)]
     grid = image_grid(images, captions, columns=args.seeds)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(out)
+    out = save_image(grid, args.out)
     print(f"wrote {out}")
 
 
@@ -185,6 +184,7 @@ def _detector_generated(args: argparse.Namespace) -> None:
     from originality.detection.evaluation import evaluate_generated
     from originality.models.pipeline import load_pipeline
     from originality.report.grids import image_grid
+    from originality.runs import save_image, write_json
     from originality.shapes.dataset import read_table
 
     if args.n < 1:
@@ -207,21 +207,11 @@ def _detector_generated(args: argparse.Namespace) -> None:
         labels = [
             f"{captions[i]} -> {', '.join(report['misses'][k]['detected']) or 'nothing'}" for k, i in enumerate(missed)
         ]
-        image_grid([images[i] for i in missed], labels, columns=8, caption_lines=6).save(out / "misses.png")
-    image_grid(images[:64], captions[:64], columns=8).save(out / "samples.png")
-    (out / "generated.json").write_text(
-        json.dumps(
-            {
-                **report,
-                "model": str(args.model),
-                "steps": args.steps,
-                "guidance": args.guidance,
-                "threshold": detector.threshold,
-                "component": args.component,
-            },
-            indent=1,
-        )
-        + "\n"
+        save_image(image_grid([images[i] for i in missed], labels, columns=8, caption_lines=6), out / "misses.png")
+    save_image(image_grid(images[:64], captions[:64], columns=8), out / "samples.png")
+    settings = {"model": str(args.model), "steps": args.steps, "guidance": args.guidance}
+    write_json(
+        out / "generated.json", {**report, **settings, "threshold": detector.threshold, "component": args.component}
     )
     print(
         f"{report['samples']} samples from {args.model}: detections match the caption exactly in "
@@ -233,6 +223,7 @@ def _detector_detect(args: argparse.Namespace) -> None:
     from PIL import ImageDraw
 
     from originality.detection.detector import ElementDetector, to_rgb
+    from originality.runs import save_image
 
     detector = ElementDetector.load(args.detector)
     out = Path(args.out)
@@ -248,7 +239,7 @@ def _detector_detect(args: argparse.Namespace) -> None:
                 (d.box[0] * scale, max(0, d.box[1] * scale - 10)), f"{d.element} {d.confidence:.2f}", fill=(0, 0, 0)
             )
         target = out / (Path(path).stem + "-boxes.png")
-        canvas.save(target)
+        save_image(canvas, target)
         print(f"{path}: " + ("; ".join(f"{d.element} ({d.confidence:.2f})" for d in found) or "nothing"))
 
 
@@ -285,8 +276,8 @@ def _score_config(args: argparse.Namespace, **forced):
 
 def _score(args: argparse.Namespace) -> None:
     from originality.batch import (
-        check_settings,
         list_inputs,
+        open_batch,
         processes,
         run_settings,
         score_all,
@@ -307,7 +298,7 @@ def _score(args: argparse.Namespace) -> None:
     procs = processes()  # under `accelerate launch`: this process's share and GPU
     model = args.model or (None if domain.name == "shapes" else DEFAULT_REAL_MODEL)
     identity = model_identity(model)  # hashes a local UNet's weights: once
-    check_settings(Path(args.out), run_settings(config, args.domain, identity))  # before loading the model
+    open_batch(args.out, run_settings(config, args.domain, identity), write=False)  # before loading the model
     device = procs.device if procs.count > 1 and args.device == "auto" else args.device
     pipeline = load_pipeline(model, device=device, dtype=args.dtype, cache_dir=args.cache_dir)
     records = score_all(
@@ -386,7 +377,7 @@ def _experiment_generalization(args: argparse.Namespace) -> None:
 
 
 def _experiment_generalization_compare(args: argparse.Namespace) -> None:
-    from originality.experiments.generalization import compare_lengths
+    from originality.experiments.generalization_summary import compare_lengths
 
     ladders = compare_lengths(args.runs, args.out)
     levels = sorted({int(level) for ladder in ladders for level in ladder["levels"]})

@@ -9,14 +9,16 @@ is common < rare < unseen in minimum tokens.
 from __future__ import annotations
 
 import csv
-import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from originality.errors import OriginalityError
-from originality.method.search import ScoreConfig
+from originality import runs
+from originality.batch import score_all, write_batch_report
+from originality.domains import load_domain
+from originality.method.search import ScoreConfig, score_preset
+from originality.models.pipeline import load_pipeline, model_identity
+from originality.shapes.queries import render_query
 
 EXAMPLES = Path(__file__).resolve().parent / "assets" / "queries"
 MARKER = "demo.json"
@@ -25,8 +27,6 @@ EXAMPLE_SEED = 2024  # not a seed of any shipped dataset or of the experiments' 
 
 def write_examples(folder: Path = EXAMPLES) -> Path:
     """(Re)make the shipped example queries and their ``queries.csv``."""
-    from originality.experiments.min_tokens import render_query
-
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for group in ("common", "rare", "unseen"):
@@ -48,17 +48,12 @@ def run_demo(
     progress: bool = True,
 ) -> list[dict]:
     """Score the shipped examples (``quick`` preset unless ``config``), print a table, write the report."""
-    from originality.batch import score_all, write_batch_report
-    from originality.domains import load_domain
-    from originality.method.search import score_preset
-    from originality.models.pipeline import load_pipeline, model_identity
-
     out = Path(out)
     config = (config or score_preset("quick")).resolve(load_domain("shapes"))
     # The model's identity holds a digest of its weights: a demo folder from an older shipped
     # model starts again rather than resuming.
     settings: dict[str, Any] = {"model": model_identity(model), "config": config.__dict__}
-    _prepare(out, settings)
+    open_demo(out, settings)
     started = time.perf_counter()
     pipeline = load_pipeline(model)
     records = score_all(EXAMPLES / "queries.csv", pipeline, config, out / "scores", progress=progress)
@@ -72,15 +67,6 @@ def run_demo(
     return records
 
 
-def _prepare(out: Path, settings: dict[str, Any]) -> None:
-    """Resume a demo of the same settings; start a stale demo folder again; refuse other folders."""
-    marker = out / MARKER
-    wanted = json.loads(json.dumps(settings))
-    if marker.is_file():
-        if json.loads(marker.read_text()) == wanted:
-            return
-        shutil.rmtree(out)  # our own folder, from another model or preset: start again
-    elif out.exists() and any(out.iterdir()):
-        raise OriginalityError(f"output folder {out} exists and is not a demo folder; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(wanted, indent=1) + "\n")
+def open_demo(out: Path, settings: dict[str, Any]) -> bool:
+    """Resume a demo of the same settings (True); start our own folder again for other ones."""
+    return runs.open_run(out, settings, what="a demo folder", marker=MARKER, on_other="restart")

@@ -19,6 +19,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from originality.errors import OriginalityError
 
 # The object templates of textual inversion (Gal et al. 2022), used for every domain but art.
@@ -111,8 +113,6 @@ def load_domain(name_or_path: str | Path) -> Domain:
         if path.suffix.lower() == ".json":
             data = json.loads(path.read_text())
         else:
-            import yaml
-
             data = yaml.safe_load(path.read_text())
     except Exception as exc:  # noqa: BLE001 - any parse error is a bad file
         raise OriginalityError(f"cannot parse domain file {path}: {str(exc).splitlines()[0]}") from exc

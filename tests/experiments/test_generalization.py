@@ -7,7 +7,7 @@ from originality.cli import main
 from originality.detection.detector import detector_identity
 from originality.errors import OriginalityError
 from originality.experiments.generalization import generalization_preset, plan, run_generalization
-from originality.models.training import training_summary
+from originality.models.card import training_summary
 
 
 def test_tiny_ladder_runs_end_to_end_and_a_rerun_reuses_every_step(tmp_path, monkeypatch):
@@ -171,7 +171,7 @@ def test_fixed_location_ablation_on_tiny_models(tiny_model, tmp_path):
 
 
 def test_checks_tell_a_rise_at_every_level_from_a_rise_on_average():
-    from originality.experiments.generalization import summarise
+    from originality.experiments.generalization_summary import summarise
 
     def record(level, element):
         def kind(frequency):
@@ -237,7 +237,7 @@ def test_under_a_launcher_each_process_trains_its_own_levels(tmp_path, torchrun)
 
 
 def test_ladders_are_pooled_by_training_length_not_by_run(tmp_path, capsys):
-    from originality.experiments.generalization import by_training_length
+    from originality.experiments.generalization_summary import by_training_length
 
     def record(key, level, steps, element, detector="d1"):
         def kind(frequency):

@@ -1,50 +1,18 @@
 import json
 import shutil
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from originality.errors import OriginalityError
 from originality.experiments.min_tokens import (
     MinTokensConfig,
-    check_not_in_training,
-    make_queries,
-    render_query,
+    open_experiment,
     run_min_tokens,
     run_settings,
     summarise,
     training_fractions,
 )
 from originality.method.search import score_preset
-from originality.shapes.captions import parse_caption
-
-
-def test_queries_hold_their_groups_pair_and_are_reproducible():
-    for group, shapes in [("common", {"circle", "square"}), ("rare", {"circle", "triangle"}),
-                          ("unseen", {"square", "triangle"})]:  # fmt: skip
-        image, text = render_query(group, 3, seed=11)
-        again, _ = render_query(group, 3, seed=11)
-        assert {e.shape for e in parse_caption(text)} == shapes
-        assert np.array_equal(np.asarray(image), np.asarray(again))
-        other, _ = render_query(group, 4, seed=11)
-        assert not np.array_equal(np.asarray(image), np.asarray(other))
-
-
-def test_a_query_equal_to_a_training_image_is_refused(tiny_data, tmp_path):
-    import io
-
-    from originality.shapes.dataset import read_table
-
-    config = MinTokensConfig(queries=2, size=32)
-    rows = make_queries(tmp_path, config)
-    assert [r["group"] for r in rows] == ["common", "rare", "unseen"] * 2  # a stopped run scored groups evenly
-    assert check_not_in_training(tmp_path, rows, tiny_data) > 0  # common captions were compared
-    record = next(r for r in read_table(tiny_data).to_pylist() if r["component"] == "common")
-    Image.open(io.BytesIO(record["image"]["bytes"])).save(tmp_path / rows[0]["image"])
-    rows[0]["caption"] = record["caption"]
-    with pytest.raises(OriginalityError, match="is a training image"):
-        check_not_in_training(tmp_path, rows, tiny_data)
 
 
 def test_summary_histogram_and_spearman_follow_the_counts(scored):
@@ -169,14 +137,12 @@ def test_group_fractions_come_from_the_models_training_spec(tiny_model, tmp_path
 
 
 def test_a_run_saved_before_a_score_setting_existed_resumes_at_its_default(tmp_path):
-    from originality.experiments.min_tokens import SETTINGS_FILE, _check_out
-
     config = MinTokensConfig(queries=1, score=score_preset("quick")).validate()
     settings = run_settings(None, config)
     old = json.loads(json.dumps(settings))
     del old["config"]["score"]["shift_views"]  # as written before the setting was added
-    (tmp_path / SETTINGS_FILE).write_text(json.dumps(old))
-    assert _check_out(tmp_path, settings) is True
+    (tmp_path / "experiment.json").write_text(json.dumps(old))
+    assert open_experiment(tmp_path, settings, write=False) is True
     changed = run_settings(None, MinTokensConfig(queries=1, score=score_preset("quick", shift_views=8)).validate())
     with pytest.raises(OriginalityError, match="other settings"):
-        _check_out(tmp_path, changed)
+        open_experiment(tmp_path, changed, write=False)

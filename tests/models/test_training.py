@@ -9,9 +9,11 @@ from safetensors.torch import load_file
 
 from originality.errors import OriginalityError
 from originality.models import generate, load_pipeline, train, train_preset
+from originality.models.card import is_trained, training_summary
 from originality.models.config import with_overrides
+from originality.models.data import latent_shard, load_images, to_model_range
 from originality.models.pipeline import save_pipeline
-from originality.models.training import Trainer, is_trained, load_images, to_model_range, training_summary
+from originality.models.training import Trainer
 
 
 def test_tiny_trains_and_both_losses_fall(tiny_model):
@@ -105,7 +107,7 @@ def test_bad_inputs(small_data, tiny_config, tmp_path):
         )
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "x").write_text("x")
-    with pytest.raises(OriginalityError, match="exists and is not empty"):
+    with pytest.raises(OriginalityError, match="exists and is not a run to resume"):
         train(tiny_config, small_data, tmp_path / "d", progress=False)
 
 
@@ -251,8 +253,6 @@ def test_two_cpu_processes_train_one_model_and_stop_together(small_data, tmp_pat
 
 
 def test_latent_shards_cover_the_images_in_order_or_refuse_an_empty_one():
-    from originality.models.training import latent_shard
-
     for n, processes in ((10, 1), (10, 2), (10, 3), (7, 4), (2, 2)):
         covered = [i for k in range(processes) for i in range(n)[latent_shard(n, processes, k)]]
         assert covered == list(range(n)), (n, processes)

@@ -18,6 +18,8 @@ non-square image is refused.
 from __future__ import annotations
 
 import json
+import logging
+import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,7 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
+from originality.digests import file_sha256
 from originality.errors import OriginalityError
 from originality.images import to_rgb
 from originality.shapes.captions import parse_caption
@@ -56,9 +61,6 @@ def _check_saved(folder: Path) -> None:
 
 def read_saved(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """A saved detector's metadata and (unfused) weights, checked for presence and classes."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     _check_saved(folder)
     meta = json.loads((folder / META).read_text())
     if meta.get("classes") != [e.phrase for e in ALL_ELEMENTS]:
@@ -122,8 +124,6 @@ def import_ultralytics():
     to pip-install a HEIF plugin whenever Pillow cannot identify a file; Pillow's own is put
     back, and automatic installs are switched off.
     """
-    import os
-
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     # Under torchrun with a process group up, Ultralytics waits at import for every rank (a
@@ -137,7 +137,6 @@ def import_ultralytics():
     finally:
         os.environ.update(launcher)
     Image.open = getattr(patches, "_image_open", Image.open)
-    import logging
 
     logging.getLogger("ultralytics").setLevel(logging.WARNING)  # no per-build "Overriding nc" chatter
     return ultralytics
@@ -170,8 +169,6 @@ class ElementDetector:
         return DetectionModel(cfg=yaml, nc=len(ALL_ELEMENTS), verbose=False)
 
     def save(self, folder: str | Path, extra: dict | None = None) -> Path:
-        from safetensors.torch import save_file
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
@@ -246,8 +243,6 @@ class ElementDetector:
 def detector_identity(folder: str | Path | None = None) -> str:
     """A digest of a saved detector's weights (the shipped one when ``folder`` is None): cached
     measurements carry it, so a retrained detector re-measures instead of reusing its numbers."""
-    from originality.digests import file_sha256
-
     folder = Path(folder) if folder is not None else default_detector_dir()
     _check_saved(folder)
     return file_sha256(folder / WEIGHTS)

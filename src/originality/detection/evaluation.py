@@ -4,14 +4,18 @@ per-attribute accuracy and confusion matrices (matched by IoU >= 0.5, greedy by 
 from __future__ import annotations
 
 import io
-import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from originality.detection.detector import Detection, ElementDetector
+from originality.detection.detector import Detection, ElementDetector, matches_caption
+from originality.models.pipeline import generate
+from originality.report.plots import confusion_matrices
+from originality.runs import write_json
+from originality.shapes.captions import parse_caption
 from originality.shapes.dataset import read_table
 from originality.shapes.vocabulary import ATTRIBUTES, Element
 
@@ -74,11 +78,9 @@ def evaluate(detector: ElementDetector, dataset: str | Path, *, threshold: float
 
 def write_evaluation(report: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
     """``evaluation.json`` and ``evaluation.png`` (one confusion matrix per attribute) in ``out``."""
-    from originality.report.plots import confusion_matrices
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "evaluation.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_json(out / "evaluation.json", report)
     title = (
         f"precision {report['precision']:.4f}, recall {report['recall']:.4f} at confidence "
         f"{report['threshold']} on {report['images']} images"
@@ -101,12 +103,6 @@ def evaluate_generated(
     Returns the match rate, split into "shapes right" (the multiset of shapes) and "exact"
     (every attribute), and the misses with what was detected, for a look at what fails.
     """
-    from collections import Counter
-
-    from originality.detection.detector import matches_caption
-    from originality.models.pipeline import generate
-    from originality.shapes.captions import parse_caption
-
     images = generate(
         pipeline, captions, [seed + i for i in range(len(captions))], steps=steps, guidance_scale=guidance_scale
     )

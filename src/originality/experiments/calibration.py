@@ -17,17 +17,23 @@ Two measurements on queries rendered with their own seed:
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from originality.detection.detector import ElementDetector, detector_identity, element_multiset, kind_shares
+from originality.domains import load_domain
 from originality.errors import OriginalityError
-from originality.experiments.min_tokens import GROUPS, render_query
+from originality.method.inversion import image_latents
+from originality.method.search import invert_and_reconstruct, score_preset
+from originality.models.pipeline import generate, load_pipeline, model_identity
+from originality.runs import write_json
 from originality.shapes.captions import colour_count
+from originality.shapes.queries import GROUPS, render_query
 
 
 @dataclass
@@ -49,14 +55,6 @@ class CalibrationConfig:
 
 
 def calibrate(model: str | Path | None, out: str | Path, config: CalibrationConfig, *, progress: bool = True) -> dict:
-    from tqdm.auto import tqdm
-
-    from originality.detection.detector import ElementDetector, detector_identity, element_multiset, kind_shares
-    from originality.domains import load_domain
-    from originality.method.inversion import image_latents
-    from originality.method.search import invert_and_reconstruct, score_preset
-    from originality.models.pipeline import generate, load_pipeline, model_identity
-
     if config.queries < 1 or config.samples < 1:
         raise OriginalityError("calibration needs at least one query and one sample")
     out = Path(out)
@@ -132,8 +130,7 @@ def calibrate(model: str | Path | None, out: str | Path, config: CalibrationConf
         "caption_ceiling_seconds": ceiling_seconds,
         "inversion_budget": budget_rows,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "calibration.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_json(out / "calibration.json", report)
     return report
 
 

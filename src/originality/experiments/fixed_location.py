@@ -16,15 +16,25 @@ Outputs: ``fig11.png`` (query and four samples per row, one block per model), ``
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
+from originality.detection.detector import ElementDetector
+from originality.domains import load_domain
 from originality.errors import OriginalityError
+from originality.experiments.generalization import cached_model
+from originality.method.search import invert_and_reconstruct, score_preset
+from originality.models.config import train_preset, with_overrides
+from originality.models.pipeline import load_pipeline, model_identity
+from originality.report.grids import image_grid
+from originality.runs import save_image, write_json
+from originality.shapes.captions import caption
+from originality.shapes.rendering import render, sample_layout
+from originality.shapes.specs import originality_mix
 
 
 @dataclass
@@ -43,8 +53,6 @@ class FixedLocationConfig:
     score_overrides: dict[str, Any] = field(default_factory=dict)
 
     def training_config(self):
-        from originality.models.config import train_preset, with_overrides
-
         return with_overrides(train_preset(self.train), self.train_overrides)
 
 
@@ -54,10 +62,6 @@ def fixed_queries(config: FixedLocationConfig) -> list[tuple[Image.Image, str]]:
     At fixed centres only the colours vary, so few distinct images exist (9 colour pairs); a
     repeated image would be scored twice and counted as two queries, so repeats are skipped.
     """
-    from originality.shapes.captions import caption
-    from originality.shapes.rendering import render, sample_layout
-    from originality.shapes.specs import originality_mix
-
     spec = originality_mix(fixed_location=True)
     component = next(c for c in spec.components if c.name == "common")
     out: dict[bytes, tuple[Image.Image, str]] = {}
@@ -96,14 +100,6 @@ def run_fixed_location(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train (cached) or take the fixed-location model, and compare it with ``reference``."""
-    from originality.detection.detector import ElementDetector
-    from originality.domains import load_domain
-    from originality.experiments.generalization import cached_model
-    from originality.method.search import invert_and_reconstruct, score_preset
-    from originality.models.pipeline import load_pipeline, model_identity
-    from originality.report.grids import image_grid
-    from originality.shapes.specs import originality_mix
-
     out = Path(out)
     given = fixed_model is not None
     if config.queries < 1 or config.seeds < 1:
@@ -146,13 +142,11 @@ def run_fixed_location(
         }
         blocks.append((label, image_grid([im for row in rows for im in row], columns=1 + config.seeds, cell=96)))
     _figure(blocks, out / "fig11.png")
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_json(out / "summary.json", summary)
     return summary
 
 
 def _figure(blocks: list[tuple[str, Image.Image]], path: Path) -> None:
-    from PIL import ImageDraw
-
     width = max(b.width for _, b in blocks)
     sheet = Image.new("RGB", (width, sum(b.height + 24 for _, b in blocks)), "white")
     draw, y = ImageDraw.Draw(sheet), 0
@@ -160,4 +154,4 @@ def _figure(blocks: list[tuple[str, Image.Image]], path: Path) -> None:
         draw.text((6, y + 6), f"{label}: query, then four samples of one learned token", fill="black")
         sheet.paste(block, (0, y + 24))
         y += block.height + 24
-    sheet.save(path)
+    save_image(sheet, path)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections import Counter
@@ -37,10 +36,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
+from tqdm.auto import tqdm
 
+from originality import runs
+from originality.detection.detector import ElementDetector, detector_identity
 from originality.errors import OriginalityError
+from originality.experiments.generalization_summary import summarise
+from originality.models import train as train_model
+from originality.models.card import finished_config, is_trained, same_run, training_summary
+from originality.models.config import train_preset, with_overrides
+from originality.models.pipeline import generate, load_pipeline, resolve_device
+from originality.report.grids import image_grid
+from originality.report.html import generalization_report
+from originality.report.plots import generalization_plot
+from originality.shapes.dataset import make_dataset
 from originality.shapes.specs import LADDER_LEVELS, VARIANTS, ladder
+
+MARKER = "experiment.json"
 
 
 @dataclass
@@ -74,8 +87,6 @@ class GeneralizationConfig:
         return self
 
     def training_config(self):
-        from originality.models.config import train_preset, with_overrides
-
         return with_overrides(train_preset(self.train), self.train_overrides)
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,8 +167,6 @@ def model_key(data: str, train) -> str:
 def plan(config: GeneralizationConfig, detector: str | None = None) -> list[Job]:
     """The (level, variant) jobs with the keys of the data, model and measurement they need.
     ``detector`` is the reading detector's identity (the shipped one's when None)."""
-    from originality.detection.detector import detector_identity
-
     train = config.training_config()
     detector = detector or detector_identity()
     jobs = []
@@ -175,15 +184,13 @@ def plan(config: GeneralizationConfig, detector: str | None = None) -> list[Job]
 
 # -- cached datasets and models (shared with the fixed-location ablation) ---------------------------
 def cached_dataset(spec, images: int, size: int, seed: int, cache: Path, progress: bool) -> Path:
-    from originality.shapes.dataset import make_dataset
-
     key = data_key(spec, images, size, seed)
     folder = cache / f"data-{key}"
     if (folder / ".complete").is_file():
         return folder
     shutil.rmtree(folder, ignore_errors=True)  # a half-written dataset from a killed run
     make_dataset(spec, images, folder, size=size, seed=seed, progress=progress)
-    (folder / ".complete").write_text(key)
+    runs.write_text(folder / ".complete", key)
     return folder
 
 
@@ -194,9 +201,6 @@ def cached_model(
     continues the longest finished shorter run of the same settings in ``cache`` (more epochs
     train on rather than start again). ``first``: the process that makes the data and seeds the
     continued run; the others of a data-parallel run wait for it."""
-    from originality.models import train as train_model
-    from originality.models.training import is_trained
-
     key = data_key(spec, images, size, seed)
     folder = cache / f"model-{model_key(key, train)}"
     if is_trained(folder, train):  # a folder copied in from a shorter run is trained on, not reused
@@ -206,7 +210,7 @@ def cached_model(
         if first:
             _continue_from(shorter, folder, progress)
         else:
-            _wait_for([record], 1.0)
+            runs.wait_for([record], 1.0)
     data = cached_dataset(spec, images, size, seed, cache, progress)
     return train_model(train, data, folder, progress=progress, command=command)
 
@@ -214,8 +218,6 @@ def cached_model(
 def shorter_run(cache: Path, data: str, train) -> Path | None:
     """The finished model in ``cache`` trained on dataset ``data`` with ``train``'s settings for
     fewer UNet epochs (the same VAE epochs) that ran the most steps, or None."""
-    from originality.models.training import finished_config, same_run, training_summary
-
     best, most = None, 0
     for folder in (record.parents[1] for record in cache.glob("model-*/training/run.json")):
         saved, summary = finished_config(folder), training_summary(folder)
@@ -239,8 +241,8 @@ def _continue_from(shorter: Path, folder: Path, progress: bool) -> None:
     shutil.copytree(source / "checkpoint", work / "checkpoint", dirs_exist_ok=True)
     if (source / "latents.safetensors").is_file():
         shutil.copy2(source / "latents.safetensors", work / "latents.safetensors")
-    shutil.copy2(source / "run.json", work / "run.json.partial")
-    os.replace(work / "run.json.partial", work / "run.json")
+    with runs.atomic_path(work / "run.json") as tmp:
+        shutil.copy2(source / "run.json", tmp)
     if progress:
         print(f"continuing {shorter.name} into {folder.name} (more epochs of the same run)", flush=True)
 
@@ -259,8 +261,6 @@ def model_for(job: Job, config: GeneralizationConfig, cache: Path, progress: boo
 
 def measure(pipeline, detector, element, config: GeneralizationConfig) -> dict[str, Any]:
     """Generate ``samples`` images per prompt type and count the held-out ``element``."""
-    from originality.models.pipeline import generate
-
     result: dict[str, Any] = {}
     for offset, (kind, prompt) in enumerate((("empty", ""), ("element", element.phrase))):
         seeds = [config.seed * 1_000_000 + offset * 100_000 + i for i in range(config.samples)]
@@ -288,17 +288,15 @@ def measure(pipeline, detector, element, config: GeneralizationConfig) -> dict[s
 
 def _record(job: Job, result: dict[str, Any], figures: Path) -> dict[str, Any]:
     """The measurement's numbers; its pictures (sample rows, held-out crops) go to ``figures``."""
-    from originality.report.grids import image_grid
-
     figures.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {"level": job.level, "variant": job.variant, "key": job.measure_key}
     for kind, r in result.items():
         images, hits = r.pop("_images"), r.pop("_hits")
-        image_grid(images[:8], columns=8, cell=64).save(figures / f"{job.name}-{kind}-samples.png")
+        runs.save_image(image_grid(images[:8], columns=8, cell=64), figures / f"{job.name}-{kind}-samples.png")
         crops = [_crop(images[i], d.box) for i, d in hits[:8]]
         held_out = figures / f"{job.name}-{kind}-held-out.png"
         if crops:
-            image_grid(crops, columns=8, cell=64).save(held_out)
+            runs.save_image(image_grid(crops, columns=8, cell=64), held_out)
         else:  # none found: no crops left over from an earlier measurement of this level
             held_out.unlink(missing_ok=True)
         record[kind] = r
@@ -311,24 +309,6 @@ def _crop(image: Image.Image, box, pad: float = 3.0) -> Image.Image:
 
 
 # -- the experiment -----------------------------------------------------------------------------------
-def _launched(data_parallel: bool = False) -> tuple[int, int]:
-    """Under ``accelerate launch`` or ``torchrun``: this process's index and count. Each process
-    then trains alone on its own GPU, so the launcher's process-group variables are cleared before
-    any model is built; ``data_parallel`` keeps them, for training that joins the process group."""
-    count = int(os.environ.get("WORLD_SIZE", "1"))
-    if count <= 1:
-        return 0, 1
-    index, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if data_parallel:
-        return index, count
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    gpus = visible.split(",") if visible else None
-    os.environ["CUDA_VISIBLE_DEVICES"] = gpus[local % len(gpus)] if gpus else str(local)
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        os.environ.pop(name, None)
-    return index, count
-
-
 def run_generalization(
     out: str | Path,
     config: GeneralizationConfig,
@@ -342,23 +322,23 @@ def run_generalization(
     ``measured_only``: train and measure nothing, write the outputs of the levels measured so far
     (a look at a run that is still going, or one that outlasted its session).
     ``data_parallel``: under a launcher, train every model on all processes, one after another."""
-    from tqdm.auto import tqdm
-
     config.validate()
     out = Path(out)
-    marker = out / "experiment.json"
-    index, count = _launched(data_parallel)
+    marker = out / MARKER
+    procs = runs.processes_apart(data_parallel)
+    index, count = procs.index, procs.count
     # The first process alone checks and claims the folder; the others wait for its marker (had
-    # they made cache/ first, the check would take the folder for someone else's).
-    if index == 0 and out.exists() and any(out.iterdir()) and not marker.is_file():
-        raise OriginalityError(f"output folder {out} exists and is not a generalization run; choose another --out")
+    # they made cache/ first, the check would take the folder for someone else's). Runs of other
+    # settings share a folder: every artefact in cache/ is keyed by what made it.
+    if index == 0:
+        runs.open_run(out, {"config": config.to_dict()}, what="a generalization run", marker=MARKER,
+                      on_other="update", write=not measured_only)  # fmt: skip
     if measured_only:  # one writer, also when launched on several processes
         return write_measured(out, config) if index == 0 else None
     cache, figures = out / "cache", out / "figures"
     if index == 0:
         cache.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"config": config.to_dict()}, indent=1) + "\n")
-    _wait_for([marker], wait_seconds)
+    runs.wait_for([marker], wait_seconds)
     jobs = plan(config)
     started = time.perf_counter()
     mine = jobs if data_parallel else jobs[index::count]
@@ -371,10 +351,10 @@ def run_generalization(
             _run_job(job, config, cache, figures, path, progress)
         else:  # train with the first process, let it measure
             _train_with_first(job, config, cache, wait_seconds)
-            _wait_for([path], wait_seconds)
+            runs.wait_for([path], wait_seconds)
     if index != 0:
         return None
-    _wait_for([cache / f"measure-{j.measure_key}.json" for j in jobs], wait_seconds)  # the other processes' jobs
+    runs.wait_for([cache / f"measure-{j.measure_key}.json" for j in jobs], wait_seconds)  # the other processes' jobs
     records = [json.loads((cache / f"measure-{j.measure_key}.json").read_text()) for j in jobs]
     summary = summarise(records, config)
     summary["seconds_this_call"] = time.perf_counter() - started
@@ -382,22 +362,12 @@ def run_generalization(
     return summary
 
 
-def _wait_for(paths: list[Path], seconds: float) -> None:
-    """Poll until every file exists (no collective call, so no process-group timeout)."""
-    pending = [p for p in paths if not p.is_file()]
-    while pending:
-        time.sleep(seconds)
-        pending = [p for p in pending if not p.is_file()]
-
-
 def _train_with_first(job: Job, config: GeneralizationConfig, cache: Path, wait_seconds: float) -> None:
     """A helper process's share of a data-parallel job: once the first process has made the
     dataset, join its training run (which resumes from the same checkpoint on every process)."""
-    from originality.models.training import is_trained
-
     if is_trained(cache / f"model-{job.model_key}", config.training_config()):
         return
-    _wait_for([cache / f"data-{job.data_key}" / ".complete"], wait_seconds)
+    runs.wait_for([cache / f"data-{job.data_key}" / ".complete"], wait_seconds)
     model_for(job, config, cache, progress=False, first=False)
 
 
@@ -417,10 +387,6 @@ def write_measured(out: str | Path, config: GeneralizationConfig) -> dict[str, A
 
 
 def _run_job(job: Job, config: GeneralizationConfig, cache: Path, figures: Path, path: Path, progress: bool) -> None:
-    from originality.detection.detector import ElementDetector
-    from originality.models.pipeline import load_pipeline, resolve_device
-    from originality.models.training import training_summary
-
     t0 = time.perf_counter()
     model = model_for(job, config, cache, progress)
     t1 = time.perf_counter()
@@ -431,162 +397,18 @@ def _run_job(job: Job, config: GeneralizationConfig, cache: Path, figures: Path,
     record["seconds"] = {"data_and_training": t1 - t0, "measurement": time.perf_counter() - t1}
     record["model"] = training_summary(model)["steps"]
     record["detector"] = job.detector
-    tmp = path.with_suffix(".tmp")  # the file's existence marks the job done: write it whole
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(path)
-
-
-def summarise(records: list[dict[str, Any]], config: GeneralizationConfig) -> dict[str, Any]:
-    """Per level: each prompt type's frequency and image rate, averaged over variants (with spread)."""
-    levels = {}
-    for level in config.levels:
-        rows = [r for r in records if r["level"] == level]
-        entry: dict[str, Any] = {"variants": [r["variant"] for r in rows]}
-        for kind in ("empty", "element"):
-            freq = [r[kind]["frequency"] for r in rows]
-            rate = [r[kind]["image_rate"] for r in rows]
-            entry[kind] = {
-                "frequency": float(np.mean(freq)),
-                "frequency_range": [float(min(freq)), float(max(freq))],
-                "image_rate": float(np.mean(rate)),
-                "elements_per_image": float(np.mean([r[kind]["elements_per_image"] for r in rows])),
-                "outside_spanning_set": float(np.mean([outside_spanning_set(r, kind) for r in rows])),
-                "vs_average_element": float(np.mean([vs_average_element(r, kind) for r in rows])),
-            }
-        levels[str(level)] = entry
-    top = str(max(config.levels))
-    element = [levels[str(lv)]["element"]["frequency"] for lv in config.levels]
-    return {
-        "config": config.to_dict(),
-        "levels": levels,
-        "records": records,
-        "checks": {
-            "element_prompt_above_empty_at_every_level": all(
-                v["element"]["frequency"] >= v["empty"]["frequency"] for v in levels.values()
-            ),
-            "element_rises_with_diversity": _rises(element),
-            # The paper's Fig. 3 shape: higher at every step up the ladder, not only on average.
-            "element_rises_at_every_level": len(element) > 1
-            and all(b > a for a, b in zip(element, element[1:], strict=False)),
-            "empty_rises_with_diversity": _rises([levels[str(lv)]["empty"]["frequency"] for lv in config.levels]),
-            "prompted_image_rate_at_top_level": levels[top]["element"]["image_rate"],
-        },
-    }
-
-
-def by_training_length(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Pool the measurements of several runs into one ladder per training length.
-
-    The question the ladders answer is whether the held-out element rises with diversity at
-    *equal* training, so runs that trained some levels longer (e.g. a level continued from its
-    checkpoint) are sorted by the steps each model saw, not by the run they were measured in.
-    Runs pool only when they trained by one recipe (the training config's fingerprint, which
-    leaves out the epoch counts: a model trained on is the same run at another length), and
-    measurements read by different detectors are kept apart. A measurement found in two runs
-    (same key) counts once; two of one model (another sampling seed) or of several variants are
-    averaged. Each ladder: ``{"train", "recipe", "unet_steps", "detector", "levels": {level:
-    {"element", "empty", "image_rate", "measurements"}}}``, shortest training first."""
-    from originality.models.config import train_preset, with_overrides
-
-    groups: dict[tuple[str, str, int, str], dict[int, list[dict[str, Any]]]] = {}
-    seen: set[str] = set()
-    for summary in summaries:
-        config = summary["config"]
-        recipe = with_overrides(train_preset(config["train"]), config["train_overrides"]).fingerprint()
-        train = (config["train"], recipe)
-        for record in summary["records"]:
-            if record["key"] in seen:
-                continue
-            seen.add(record["key"])
-            length = (*train, int(record["model"]["unet"]), record.get("detector") or "")
-            groups.setdefault(length, {}).setdefault(record["level"], []).append(record)
-    return [
-        {
-            "train": train,
-            "recipe": recipe,
-            "unet_steps": steps,
-            "detector": detector,
-            "levels": {
-                str(level): {
-                    "element": float(np.mean([r["element"]["frequency"] for r in records])),
-                    "empty": float(np.mean([r["empty"]["frequency"] for r in records])),
-                    "image_rate": float(np.mean([r["element"]["image_rate"] for r in records])),
-                    "measurements": len(records),
-                }
-                for level, records in sorted(levels.items())
-            },
-        }
-        for (train, recipe, steps, detector), levels in sorted(groups.items(), key=lambda item: (item[0][2], item[0]))
-    ]
-
-
-def compare_lengths(runs: list[str | Path], out: str | Path) -> list[dict[str, Any]]:
-    """Fig. 3 once per training length, from finished runs' ``summary.json``: one figure and its
-    numbers (``<out>.json`` beside the PNG). Trains and measures nothing."""
-    summaries = []
-    for run in runs:
-        path = Path(run) / "summary.json"
-        if not path.is_file():
-            raise OriginalityError(f"{run} holds no summary.json: name folders written by `experiment generalization`")
-        try:
-            summary = json.loads(path.read_text())
-            by_training_length([summary])  # reads every field the pooling needs
-        except (ValueError, KeyError, TypeError) as error:
-            raise OriginalityError(f"{path} is not a generalization run's summary (no {error})") from None
-        summaries.append(summary)
-    out = Path(out)
-    if out.suffix != ".png":
-        raise OriginalityError(f"--out {out} should name a .png file")
-    from originality.report.plots import generalization_lengths_plot
-
-    ladders = by_training_length(summaries)
-    if not ladders:
-        raise OriginalityError("these runs hold no measurement yet")
-    generalization_lengths_plot(ladders, out)
-    out.with_suffix(".json").write_text(json.dumps(ladders, indent=1) + "\n")
-    return ladders
-
-
-def outside_spanning_set(record: dict[str, Any], kind: str) -> float:
-    """Share of a measurement's detections that are elements its model's data never spanned: a
-    sign of samples the detector cannot read (blurry, half-formed shapes), not of generalization."""
-    spanned = {e.phrase for e in ladder(record["level"], record["variant"]).spanning_set}
-    counts = record[kind]["element_counts"]
-    total = sum(counts.values())
-    return sum(c for e, c in counts.items() if e not in spanned) / total if total else 0.0
-
-
-def vs_average_element(record: dict[str, Any], kind: str) -> float:
-    """The held-out element's share of detections times the spanning set's size: 1 when it is
-    drawn as often as an average element of the set. The raw share is bounded by about 1/L, so it
-    falls as the ladder grows even for a model that treats the held-out element as one of the rest;
-    this rate does not."""
-    return record[kind]["frequency"] * len(ladder(record["level"], record["variant"]).spanning_set)
-
-
-def _rises(values: list[float]) -> bool:
-    """Rank correlation with the level is positive (a noisy but upward trend)."""
-    if len(values) < 2 or max(values) == min(values):
-        return False
-    from scipy.stats import spearmanr
-
-    return bool(spearmanr(range(len(values)), values).statistic > 0)
+    runs.write_json(path, record)  # the file's existence marks the job done: written whole
 
 
 def write_outputs(out: Path, summary: dict[str, Any]) -> None:
-    from originality.report.html import generalization_report
-    from originality.report.plots import generalization_plot
-
     generalization_plot(summary, out / "fig3.png")
     _quality_grids(out, summary)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    runs.write_json(out / "summary.json", summary)
     generalization_report(summary, out)
 
 
 def _quality_grids(out: Path, summary: dict[str, Any]) -> None:
     """Fig. 12 (held-out element crops per level, prompted) and Fig. 13 (sample rows per model)."""
-    from PIL import ImageDraw
-
     figures, label = out / "figures", 110
     for kind, name in (("element-held-out", "fig12-quality.png"), ("element-samples", "fig13-samples.png")):
         rows = []
@@ -601,4 +423,4 @@ def _quality_grids(out: Path, summary: dict[str, Any]) -> None:
             sheet.paste(image, (label, y))
             draw.multiline_text((6, y + image.height // 2 - 12), text, fill="black")
             y += image.height
-        sheet.save(out / name)
+        runs.save_image(sheet, out / name)

@@ -24,15 +24,16 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image
+from skimage.metrics import structural_similarity
 
+from originality.detection.detector import ElementDetector, element_multiset, match_kind
 from originality.errors import OriginalityError
+from originality.method.dreamsim import DreamSimDistance
 
 Distance = Callable[[Image.Image, Sequence[Image.Image]], np.ndarray]
 
 
 def ssim_distance(query: Image.Image, samples: Sequence[Image.Image]) -> np.ndarray:
-    from skimage.metrics import structural_similarity
-
     q = np.asarray(query.convert("RGB"))
     out = []
     for sample in samples:
@@ -49,14 +50,10 @@ class ElementsDistance:
     with ``shapes_only``, exactly the query's shapes, whatever their colours."""
 
     def __init__(self, detector=None, shapes_only: bool = False):
-        from originality.detection.detector import ElementDetector
-
         self.detector = detector or ElementDetector.load()
         self.shapes_only = shapes_only
 
     def __call__(self, query: Image.Image, samples: Sequence[Image.Image]) -> np.ndarray:
-        from originality.detection.detector import element_multiset, match_kind
-
         found = [element_multiset(d) for d in self.detector.detect([query, *samples])]
         if self.shapes_only:
             return np.asarray([float(match_kind(f, found[0]) == "miss") for f in found[1:]])
@@ -64,8 +61,6 @@ class ElementsDistance:
 
 
 def _dreamsim(cache_dir=None, dreamsim_type: str = "ensemble", device=None, **_) -> Distance:
-    from originality.method.dreamsim import DreamSimDistance
-
     return DreamSimDistance(cache_dir=cache_dir, variant=dreamsim_type, device=device)
 
 

@@ -29,8 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
+from scipy.optimize import linear_sum_assignment
 
+from originality.detection.detector import ElementDetector, element_multiset
 from originality.errors import OriginalityError
 
 
@@ -46,8 +49,6 @@ Check = Callable[..., Verdict]  # (query, samples, *, render=None) -> Verdict
 
 def layout_distance(a, b) -> float:
     """Mean centre distance between two same-content layouts under the best element matching."""
-    from scipy.optimize import linear_sum_assignment
-
     cost = np.full((len(a), len(b)), 1e6)
     for i, da in enumerate(a):
         for j, db in enumerate(b):
@@ -59,14 +60,10 @@ def layout_distance(a, b) -> float:
 
 class PositionsCheck:
     def __init__(self, detector=None, *, tolerance: float = 0.08, max_copies: float = 0.5):
-        from originality.detection.detector import ElementDetector
-
         self.detector = detector or ElementDetector.load()
         self.tolerance, self.max_copies = tolerance, max_copies
 
     def __call__(self, query: Image.Image, samples: Sequence[Image.Image], *, render=None) -> Verdict:
-        from originality.detection.detector import element_multiset
-
         found = self.detector.detect([query, *samples])
         side = float(query.width)
         want = element_multiset(found[0])
@@ -109,8 +106,6 @@ class ClipClassifier:
 
     def probabilities(self, images: Sequence[Image.Image], texts: Sequence[str]) -> np.ndarray:
         """(images, texts) softmax probabilities."""
-        import torch
-
         inputs = self.processor(text=list(texts), images=list(images), return_tensors="pt", padding=True)
         inputs = {k: v.to(self.model.device) for k, v in inputs.items()}
         with torch.no_grad():

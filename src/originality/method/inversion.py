@@ -33,10 +33,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers import DDPMScheduler
 from PIL import Image
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
 
 from originality.errors import OriginalityError
 from originality.models import text_encoders
+from originality.runs import atomic_path
 
 PLACEHOLDER = "<s*>"
 
@@ -207,9 +211,6 @@ def invert(
     ``start`` (k < m vectors, e.g. the (m-1)-token solution) warm-starts the first k tokens; the
     others start from the initial token, as all do by default.
     """
-    from diffusers import DDPMScheduler
-    from tqdm.auto import tqdm
-
     if m < 1:
         raise OriginalityError(f"the number of tokens must be >= 1, got {m}")
     unet, encoder = pipeline.unet, pipeline.text_encoder
@@ -318,8 +319,6 @@ def denoising_loss(
     vectors on equal terms. It says how well the tokens fit, not whether they reconstruct:
     that is judged on generated samples.
     """
-    from diffusers import DDPMScheduler
-
     set_embeddings(pipeline, embeddings)
     mean, std = image_latents(pipeline, image)
     g = torch.Generator().manual_seed(seed)
@@ -335,11 +334,6 @@ def denoising_loss(
 
 def save_embeddings(inversion: Inversion, path: str | Path) -> Path:
     """diffusers' format: ``{"<s*>": tensor(m, dim)}`` in a safetensors file."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({PLACEHOLDER: inversion.embeddings.contiguous()}, tmp)
-    tmp.replace(path)
-    return path
+    with atomic_path(path) as tmp:
+        save_file({PLACEHOLDER: inversion.embeddings.contiguous()}, tmp)
+    return Path(path)

@@ -15,7 +15,6 @@ spread of the per-sample distances over the N seeds.
 from __future__ import annotations
 
 import dataclasses
-import json
 import platform
 import time
 from collections.abc import Callable
@@ -23,16 +22,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import diffusers
 import numpy as np
+import torch
+import transformers
 from PIL import Image
 
 from originality import __version__
+from originality.detection.detector import ElementDetector
 from originality.domains import Domain, load_domain
 from originality.errors import OriginalityError
 from originality.method.distances import Distance, get_distance, reads_elements
 from originality.method.in_distribution import Check, Verdict, get_check
 from originality.method.inversion import Inversion, InversionSettings, image_latents, invert, save_embeddings
 from originality.method.reconstruction import reconstruct
+from originality.report.grids import image_grid
+from originality.runs import save_image, write_json
 
 
 @dataclass
@@ -382,7 +387,6 @@ def _shapes_detector(config: ScoreConfig):
     """One element detector shared by the ``elements`` / ``shapes`` distance and the ``positions`` check."""
     if not reads_elements(config.distance, config.check):
         return None
-    from originality.detection.detector import ElementDetector
 
     return LastCallCache(ElementDetector.load(threshold=config.detector_threshold))
 
@@ -407,25 +411,14 @@ class LastCallCache:
 
 
 def _sample_grid(samples: list[Image.Image], path: Path) -> None:
-    from originality.report.grids import image_grid
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image_grid(samples, columns=min(10, len(samples)), cell=96).save(path)
+    save_image(image_grid(samples, columns=min(10, len(samples)), cell=96), path)
 
 
 def write_result(result: OriginalityResult, out: Path) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".result.json.tmp"
-    tmp.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
-    tmp.replace(out / "result.json")
-    return out / "result.json"
+    return write_json(out / "result.json", result.to_dict())
 
 
 def _versions() -> dict[str, str]:
-    import diffusers
-    import torch
-    import transformers
-
     return {
         "originality": __version__,
         "torch": torch.__version__,

@@ -19,9 +19,13 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+import diffusers
 import torch
+import transformers
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from huggingface_hub.constants import HF_HUB_CACHE
 from PIL import Image
+from transformers import AutoTokenizer
 
 from originality.digests import file_sha256
 from originality.errors import OriginalityError
@@ -41,9 +45,6 @@ SCHEDULER_CONFIG = {
 
 def quiet_libraries() -> None:
     """Silence diffusers' and transformers' per-load chatter (type notes, load reports, bars)."""
-    import diffusers
-    import transformers
-
     diffusers.utils.logging.set_verbosity_error()
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
@@ -219,8 +220,6 @@ def load_pipeline(
         _check_folder(source)
         reference = encoder_reference(source)
         if reference is not None:
-            from transformers import AutoTokenizer
-
             tokenizer = AutoTokenizer.from_pretrained(source / "tokenizer")
             _, encoder = load_text_encoder(reference, max_length=tokenizer.model_max_length)
             kwargs = {"text_encoder": encoder, "tokenizer": tokenizer}
@@ -236,8 +235,6 @@ def load_pipeline(
         )
     except (OSError, ValueError) as exc:
         if isinstance(source, str):
-            from huggingface_hub.constants import HF_HUB_CACHE
-
             raise OriginalityError(
                 f"cannot load model {source!r} from the hub or the cache {cache_dir or HF_HUB_CACHE} "
                 f"(offline, a wrong id, or no safetensors weights): {str(exc).splitlines()[0]}"

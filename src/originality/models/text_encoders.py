@@ -22,13 +22,22 @@ Decisions taken here, the same for training, sampling and inversion:
 from __future__ import annotations
 
 import json
-import os
+import tempfile
 from pathlib import Path
 
 import torch
-from transformers import BertConfig, BertModel, BertTokenizerFast, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModel,
+    AutoTokenizer,
+    BertConfig,
+    BertModel,
+    BertTokenizerFast,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from originality.errors import OriginalityError
+from originality.runs import write_text
 from originality.shapes.vocabulary import ATTRIBUTES
 
 DEFAULT_MAX_LENGTH = 48
@@ -54,9 +63,7 @@ def tiny_text_encoder(folder: Path, seed: int = 0) -> tuple[PreTrainedTokenizerB
     folder.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_WORDS]
     # Written whole, then renamed: processes of one torchrun job build it in the same folder.
-    tmp = folder / f"vocab.txt.{os.getpid()}"
-    tmp.write_text("\n".join(vocab) + "\n")
-    tmp.replace(folder / "vocab.txt")
+    write_text(folder / "vocab.txt", "\n".join(vocab) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
     config = BertConfig(
         vocab_size=len(vocab),
@@ -76,15 +83,11 @@ def load_text_encoder(
     """Tokenizer and frozen encoder for ``name`` (``minilm``, ``tiny``, a hub id or a folder)."""
     if name == "tiny":
         if scratch is None:
-            import tempfile
-
             scratch = Path(tempfile.mkdtemp(prefix="tiny-bert-"))
         tokenizer, encoder = tiny_text_encoder(scratch)
     else:
         source = str(minilm_path()) if name == "minilm" else name
         try:
-            from transformers import AutoModel, AutoTokenizer
-
             tokenizer = AutoTokenizer.from_pretrained(source)
             encoder = AutoModel.from_pretrained(source, use_safetensors=True)
         except (OSError, ValueError) as exc:

@@ -21,9 +21,8 @@ GPUs (the global batch is split across processes), mixed precision by setting.
 from __future__ import annotations
 
 import functools
-import io
-import json
 import math
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -34,12 +33,17 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from accelerate import Accelerator
+from diffusers.training_utils import EMAModel
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
-from originality import __version__
+from originality import runs
 from originality.errors import OriginalityError
+from originality.models.card import loss_curves, model_card, training_record
 from originality.models.checkpoints import load_optimizer, optimizer_tensors, read_checkpoint, write_checkpoint
 from originality.models.config import TrainConfig
+from originality.models.data import CaptionEmbeddings, latent_shard, load_images, to_model_range
 from originality.models.pipeline import (
     assemble,
     build_unet,
@@ -49,10 +53,8 @@ from originality.models.pipeline import (
     save_pipeline,
     training_scheduler,
 )
-from originality.models.text_encoders import encode_prompts, load_text_encoder
-from originality.shapes.dataset import read_info, read_table
-
-TEXT_CACHE_BYTES = 2 * 1024**3  # cache caption embeddings when they fit in this much memory
+from originality.models.text_encoders import load_text_encoder
+from originality.runs import write_json
 
 
 @dataclass
@@ -64,14 +66,6 @@ class RunState:
     seconds: dict[str, float] = field(default_factory=lambda: {"vae": 0.0, "latents": 0.0, "unet": 0.0})
     samples_seen: dict[str, int] = field(default_factory=lambda: {"vae": 0, "unet": 0})
     calls: int = 0  # calls that trained at least one step (0 in states written before it was counted)
-
-
-def _changed(changes: dict[str, Any]) -> str:
-    return " with " + ", ".join(f"`{k}={v}`" for k, v in changes.items()) if changes else ""
-
-
-def _loss(value: float | None) -> str:
-    return "none yet" if value is None else f"{value:.5f}"
 
 
 def _generator(*key: int) -> torch.Generator:
@@ -90,72 +84,6 @@ def _batch_indices(n: int, batch: int, step: int, seed: int, stage: int) -> torc
     steps_per_epoch = max(1, n // batch)  # drop the last partial batch: every step sees `batch` samples
     epoch, offset = divmod(step, steps_per_epoch)
     return _epoch_permutation(n, seed, stage, epoch)[offset * batch : (offset + 1) * batch]
-
-
-def load_images(dataset: Path, config: TrainConfig, progress: bool) -> tuple[torch.Tensor, list[str], dict[str, Any]]:
-    """Decode the dataset into a uint8 tensor (N, 3, H, W) and its captions."""
-    info = read_info(dataset)
-    if info["size"] != config.resolution:
-        raise OriginalityError(
-            f"dataset {dataset} is {info['size']} px but the model is {config.resolution} px "
-            f"(make the data with --size {config.resolution} or change the resolution)"
-        )
-    table = read_table(dataset, columns=["image", "caption"])
-    if config.max_images is not None:
-        table = table.slice(0, config.max_images)
-    from tqdm.auto import tqdm
-
-    images = np.empty((table.num_rows, config.resolution, config.resolution, 3), dtype=np.uint8)
-    for i, item in enumerate(
-        tqdm(table.column("image").to_pylist(), desc="decoding images", disable=not progress, unit="img")
-    ):
-        try:
-            images[i] = np.asarray(Image.open(io.BytesIO(item["bytes"])).convert("RGB"))
-        except Exception as exc:  # noqa: BLE001 - any decoding failure is a corrupt dataset
-            raise OriginalityError(f"corrupt image {i} in dataset {dataset}: {exc}") from exc
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), table.column("caption").to_pylist(), info
-
-
-def latent_shard(n: int, processes: int, index: int) -> slice:
-    """The contiguous run of ``n`` images that process ``index`` encodes. Only trailing shards may
-    be short, so gathering them in order and trimming to ``n`` restores the order; an empty shard
-    would leave a process nothing to encode, so that is refused."""
-    size = -(-n // processes)
-    if size * (processes - 1) >= n:
-        raise OriginalityError(f"{n} images cannot be shared by {processes} training processes; use fewer processes")
-    return slice(index * size, (index + 1) * size)
-
-
-def to_model_range(images: torch.Tensor) -> torch.Tensor:
-    return images.float().div(127.5).sub(1.0)
-
-
-class CaptionEmbeddings:
-    """Frozen-encoder embeddings of captions: cached per unique caption when they fit."""
-
-    def __init__(self, tokenizer, encoder, captions: list[str], device: torch.device, progress: bool):
-        self.tokenizer, self.encoder, self.device = tokenizer, encoder, device
-        unique = sorted(set(captions) | {""})
-        self.index = {c: i for i, c in enumerate(unique)}
-        length, width = tokenizer.model_max_length, encoder.config.hidden_size
-        self.cache: torch.Tensor | None = None
-        if len(unique) * length * width * 4 <= TEXT_CACHE_BYTES:
-            from tqdm.auto import tqdm
-
-            chunks = [
-                self._encode(unique[i : i + 256])
-                for i in tqdm(range(0, len(unique), 256), desc="encoding captions", disable=not progress)
-            ]
-            self.cache = torch.cat(chunks)
-
-    @torch.no_grad()
-    def _encode(self, prompts: list[str]) -> torch.Tensor:
-        return encode_prompts(self.tokenizer, self.encoder, prompts)
-
-    def __call__(self, prompts: list[str]) -> torch.Tensor:
-        if self.cache is not None:
-            return self.cache[torch.tensor([self.index[p] for p in prompts], device=self.cache.device)]
-        return self._encode(prompts)
 
 
 class VAEObjective(torch.nn.Module):
@@ -185,8 +113,6 @@ class Trainer:
         command: str | None = None,
         on_step: Callable[[str, int], None] | None = None,
     ):
-        from accelerate import Accelerator
-
         quiet_libraries()  # library load reports and bars; the run has its own progress bar
         self.config, self.dataset, self.out = config, Path(dataset), Path(out)
         self.command = command or " ".join(sys.argv)
@@ -202,36 +128,33 @@ class Trainer:
     # -- set-up ---------------------------------------------------------------------------------------
     def _check_out(self, overwrite: bool) -> None:
         """Start fresh with ``overwrite``; otherwise resume a run of the same settings, or refuse."""
-        import shutil
-
-        run_file = self.work / "run.json"
         main = self.accelerator.is_main_process
-        if overwrite and self.out.exists():
-            if main:
+        record = {
+            "fingerprint": self.config.fingerprint(),
+            "preset": self.config.preset,
+            "config": self.config.to_dict(),
+            "dataset": str(self.dataset),
+        }
+
+        def open_run(write: bool) -> None:
+            runs.open_run(
+                self.out,
+                record,
+                marker="training/run.json",
+                compare=lambda saved: {"fingerprint": saved.get("fingerprint")},
+                on_other="refuse",
+                write=write,
+                hint="use --overwrite to start again",
+            )
+
+        if overwrite:
+            if main and self.out.exists():
                 shutil.rmtree(self.out)
-        elif run_file.is_file():
-            saved = json.loads(run_file.read_text())
-            if saved.get("fingerprint") != self.config.fingerprint():
-                raise OriginalityError(
-                    f"{self.out} holds a run with other settings (preset {saved.get('preset')!r}); "
-                    "use --overwrite to start again"
-                )
-        elif self.out.exists() and any(self.out.iterdir()):
-            raise OriginalityError(f"output folder {self.out} exists and is not empty (use --overwrite)")
+        else:
+            open_run(write=False)  # every rank checks before the first one writes
         self.accelerator.wait_for_everyone()  # no rank reads the folder while rank 0 clears it
         if main:
-            self.work.mkdir(parents=True, exist_ok=True)
-            run_file.write_text(
-                json.dumps(
-                    {
-                        "fingerprint": self.config.fingerprint(),
-                        "preset": self.config.preset,
-                        "config": self.config.to_dict(),
-                        "dataset": str(self.dataset),
-                    },
-                    indent=1,
-                )
-            )
+            open_run(write=True)
 
     def _load_state(self) -> tuple[dict[str, dict[str, torch.Tensor]], RunState]:
         found = read_checkpoint(self.work / "checkpoint")
@@ -354,16 +277,12 @@ class Trainer:
     # -- cached latents ---------------------------------------------------------------------------------
     @torch.no_grad()
     def _latents(self, vae, images: torch.Tensor, run: RunState) -> tuple[torch.Tensor, torch.Tensor]:
-        from safetensors.torch import load_file, save_file
-
         path = self.work / "latents.safetensors"
         if path.is_file():
             cached = load_file(path)
             if len(cached["mean"]) == len(images) and run.scaling_factor is not None:
                 return cached["mean"], cached["std"]
         start = time.perf_counter()
-        from tqdm.auto import tqdm
-
         # Each process encodes one contiguous shard; the gather puts the shards back in order.
         acc = self.accelerator
         mine = images[latent_shard(len(images), acc.num_processes, acc.process_index)]
@@ -380,15 +299,12 @@ class Trainer:
         run.scaling_factor = float(1.0 / torch.sqrt(mean.var() + (std**2).mean()))
         run.seconds["latents"] = time.perf_counter() - start
         if self.accelerator.is_main_process:
-            tmp = path.with_suffix(".tmp")
-            save_file({"mean": mean.contiguous(), "std": std.contiguous()}, tmp)
-            tmp.replace(path)
+            with runs.atomic_path(path) as tmp:
+                save_file({"mean": mean.contiguous(), "std": std.contiguous()}, tmp)
         return mean, std
 
     # -- stage 2: the UNet ------------------------------------------------------------------------------
     def _train_unet(self, unet, mean, std, captions, text, tensors, run: RunState, budget) -> bool:
-        from diffusers.training_utils import EMAModel
-
         cfg, acc = self.config, self.accelerator
         scheduler = training_scheduler()
         total = self._steps(len(mean), cfg.unet_batch, cfg.unet_epochs)
@@ -466,8 +382,6 @@ class Trainer:
 
     def _loop(self, stage: str, total: int, step_fn, save, run: RunState, budget: list[int | None], batch: int) -> bool:
         """Run steps ``run.step .. total``; checkpoint on cadence; False if stopped by ``budget``."""
-        from tqdm.auto import tqdm
-
         cfg = self.config
         bar = tqdm(
             total=total,
@@ -539,121 +453,14 @@ class Trainer:
 
     # -- saving ---------------------------------------------------------------------------------------------
     def _save(self, vae, encoder, tokenizer, unet, run: RunState) -> None:
-        from originality.report.plots import loss_curves
-
         pipeline = assemble(vae, encoder, tokenizer, unet)
-        curve = self.work / "loss.png"
-        loss_curves(run.losses, curve)
-        save_pipeline(pipeline, self.out, bundle_text_encoder=self.config.bundle_text_encoder, card=self._card(run))
-        (self.work / "summary.json").write_text(json.dumps(self._summary(run), indent=1))
-
-    def _summary(self, run: RunState) -> dict[str, Any]:
-        return {
-            "preset": self.config.preset,
-            "dataset": {
-                "path": str(self.dataset),
-                "spec": self.info["spec"]["name"],
-                # What a min-tokens run needs of a spec that is not a preset (a user's file).
-                "fractions": {c["name"]: c["fraction"] for c in self.info["spec"]["components"]},
-                "n": self.info["n"],
-                "seed": self.info["seed"],
-                "size": self.info["size"],
-            },
-            "steps": {k: len(v) and v[-1][0] for k, v in run.losses.items()},
-            "samples_seen": run.samples_seen,
-            "processes": self.accelerator.num_processes,
-            "final_loss": {k: v[-1][1] if v else None for k, v in run.losses.items()},
-            "seconds": run.seconds,
-            "scaling_factor": run.scaling_factor,
-            "finished": run.stage == "done",
-            "calls": run.calls,
-            "command": self.command,
-            "originality_version": __version__,
-            "config": self.config.to_dict(),
-        }
-
-    def _card(self, run: RunState) -> str:
-        s = self._summary(run)
-        return (
-            "---\nlibrary_name: diffusers\ntags: [originality, shapes, text-to-image]\n---\n\n"
-            f"# Shapes model: {s['dataset']['spec']} ({s['preset']} preset)\n\n"
-            "A Stable-Diffusion-style model trained from scratch by `originality` (Haviv et al. 2024, App. E.1): "
-            f"a VAE, then a UNet conditioned by the frozen text encoder `{self.config.text_encoder}`.\n\n"
-            f"- dataset: `{s['dataset']['spec']}`, {s['dataset']['n']} images at {s['dataset']['size']} px, "
-            f"seed {s['dataset']['seed']}\n"
-            f"- training seed: {self.config.seed}; preset: `{s['preset']}`"
-            + _changed(self.config.changes())
-            + "\n"
-            + (
-                f"- VAE: pretrained, frozen, from `{self.config.vae_from}`\n"
-                if self.config.vae_from
-                else f"- VAE: {s['steps']['vae']} steps ({s['samples_seen']['vae']} samples), final loss "
-                f"{_loss(s['final_loss']['vae'])}, {s['seconds']['vae']:.0f} s\n"
-            )
-            + f"- UNet: {s['steps']['unet']} steps ({s['samples_seen']['unet']} samples), final loss "
-            f"{_loss(s['final_loss']['unet'])}, {s['seconds']['unet']:.0f} s "
-            f"(latents {s['seconds']['latents']:.0f} s)\n"
-            f"- latent scaling factor (measured): {s['scaling_factor']:.5f}\n"
-            + (
-                ""
-                if s["finished"]
-                else "- **snapshot**: the time budget ran out before the planned steps; rerun the command to continue\n"
-            )
-            + f"- originality {__version__}\n\n"
-            f"Made with:\n\n```\n{s['command']}\n```\n\n"
-            + (
-                # The command line does not show the launcher; the global batch is the same either way.
-                f"in {s['processes']} processes (`torchrun --nproc-per-node {s['processes']} -m originality.cli` "
-                f"or `accelerate launch --num_processes {s['processes']} -m originality.cli` in place of "
-                "`originality`).\n\n"
-                if s["processes"] > 1
-                else ""
-            )
-            + (
-                # Each budgeted call resumes the checkpoint; the card names only the last one.
-                f"Made over {s['calls']} calls, each resuming the checkpoint of the last (the command above is the "
-                "last); one call without a time budget (`--hours`, `max_minutes`) runs it in one.\n\n"
-                if s["calls"] > 1
-                else ""
-            )
-            + "Load with `originality.models.load_pipeline(folder)`; the settings are in `training/summary.json`.\n"
+        loss_curves(run.losses, self.work / "loss.png")
+        summary = training_record(
+            self.config, self.dataset, self.info, run, self.accelerator.num_processes, self.command
         )
-
-
-def training_summary(out: str | Path) -> dict[str, Any] | None:
-    """The training summary that ``Trainer`` writes into the pipeline folder ``out``, or None
-    where there is none (a model not trained by ``originality``)."""
-    path = Path(out) / "training" / "summary.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def finished_config(out: str | Path) -> TrainConfig | None:
-    """The settings of the finished run in the pipeline folder ``out``; None where it holds no
-    finished run, or one whose summary this version cannot read."""
-    summary = training_summary(out)
-    if not (summary and summary.get("finished")):
-        return None
-    try:
-        return TrainConfig.from_dict(summary["config"])
-    except (KeyError, TypeError):
-        return None
-
-
-def same_run(saved: TrainConfig, config: TrainConfig, epochs: bool = True) -> bool:
-    """Whether ``saved`` is a run of ``config``'s settings (and, with ``epochs``, its length)."""
-    same = saved.fingerprint() == config.fingerprint() and saved.vae_epochs == config.vae_epochs
-    return same and (not epochs or saved.unet_epochs == config.unet_epochs)
-
-
-def is_trained(out: str | Path, config: TrainConfig | None = None) -> bool:
-    """Whether the pipeline folder ``out`` holds a finished run (its training summary says so);
-    with ``config``, a finished run of those settings and epochs. A finished run of other epochs
-    is not one: training it with ``config`` continues it (or refuses, when it ran longer)."""
-    if config is None:
-        summary = training_summary(out)
-        return bool(summary and summary.get("finished"))
-    saved = finished_config(out)  # unreadable: the trainer's own check of run.json decides
-    return saved is not None and same_run(saved, config)
+        card = model_card(self.config, summary)
+        save_pipeline(pipeline, self.out, bundle_text_encoder=self.config.bundle_text_encoder, card=card)
+        write_json(self.work / "summary.json", summary)
 
 
 def train(

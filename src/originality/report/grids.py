@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from originality.errors import OriginalityError
+from originality.runs import save_image
+from originality.shapes.dataset import read_table
 
 
 def image_grid(
@@ -56,16 +59,7 @@ def grid_cell(grid: str | Path | Image.Image, index: int, *, columns: int = 10, 
 
 def dataset_contact_sheet(path: str | Path, out: str | Path, *, count: int = 48, columns: int = 8) -> Path:
     """A PNG of the first ``count`` images of a shapes dataset, with their captions."""
-    import io
-
-    from originality.shapes.dataset import read_table
-
     table = read_table(path, columns=["image", "caption"]).slice(0, count).to_pylist()
     images = [Image.open(io.BytesIO(r["image"]["bytes"])) for r in table]
     grid = image_grid(images, [r["caption"] for r in table], columns=columns)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    grid.save(tmp, format="PNG")
-    tmp.replace(out)
-    return out
+    return save_image(grid, out)

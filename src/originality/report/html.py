@@ -11,6 +11,9 @@ from typing import Any
 
 from PIL import Image
 
+from originality.report.plots import distance_curve
+from originality.runs import write_text
+
 
 def inline_png(image: Image.Image | Path) -> str:
     if isinstance(image, Path):
@@ -32,8 +35,6 @@ img.px{image-rendering:pixelated}code{background:#f5f5f5;padding:1px 4px}
 
 def score_report(result: dict[str, Any], query: Image.Image, folder: Path) -> Path:
     """``report.html`` for one scored image, from its result dict and the files in ``folder``."""
-    from originality.report.plots import distance_curve
-
     e = html.escape
     name = e(str(result["image"]))
     rows = []
@@ -71,17 +72,11 @@ preset <code>{e(str(config["preset"]))}</code>, domain <code>{e(result["settings
 <img src='{inline_png(curve)}'>
 {"".join(sections)}
 <p>Versions: {e(json.dumps(result["versions"]))}</p></body></html>"""
-    out = folder / "report.html"
-    tmp = folder / ".report.html.tmp"
-    tmp.write_text(page)
-    tmp.replace(out)
-    return out
+    return write_text(folder / "report.html", page)
 
 
 def batch_report(records: list[dict[str, Any]], out: Path, title: str = "originality scores") -> Path:
     """``report.html`` of a batch: one row per image (query, count, distances), and all curves."""
-    from originality.report.plots import distance_curve
-
     e = html.escape
     results = []
     rows = []
@@ -108,10 +103,7 @@ def batch_report(records: list[dict[str, Any]], out: Path, title: str = "origina
 places an image between counts; distances by token count m. Each name links to its own report.</p>
 <table><tr><th>image</th><th></th><th>tokens</th><th>soft</th><th>distance by m</th></tr>{"".join(rows)}</table>
 {curves}</body></html>"""
-    tmp = out / ".report.html.tmp"
-    tmp.write_text(page)
-    tmp.replace(out / "report.html")
-    return out / "report.html"
+    return write_text(out / "report.html", page)
 
 
 def generalization_report(summary: dict[str, Any], out: Path) -> Path:
@@ -150,7 +142,4 @@ spanning set's size, 1 when the held-out element is drawn as often as an average
 <th>outside</th><th>vs average</th></tr>
 {"".join(rows)}</table>
 {images}</body></html>"""
-    tmp = out / ".report.html.tmp"
-    tmp.write_text(page)
-    tmp.replace(out / "report.html")
-    return out / "report.html"
+    return write_text(out / "report.html", page)

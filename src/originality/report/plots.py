@@ -8,14 +8,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np
+
+from originality.runs import save_figure  # noqa: E402
 
 
 def _save(fig, out: str | Path, dpi: int = 110) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi)
+    save_figure(fig, out, dpi=dpi)
     plt.close(fig)
-    return out
+    return Path(out)
 
 
 def loss_curves(losses: dict[str, list[tuple[int, float]]], out: str | Path) -> Path:
@@ -79,8 +80,6 @@ GROUP_COLOURS = {"common": "#2a7ab9", "rare": "#e08a1e", "unseen": "#c0392b"}
 
 def token_histogram(summary: dict, out: str | Path, title: str = "minimum tokens by training frequency") -> Path:
     """Fig. 6: how many queries of each group need 1..M tokens, or "+" (none within M)."""
-    import numpy as np
-
     labels, groups = summary["labels"], summary["groups"]
     fig, ax = plt.subplots(figsize=(5.6, 3.4))
     width = 0.8 / max(1, len(groups))
@@ -107,8 +106,6 @@ def group_curves(summary: dict, out: str | Path) -> Path:
     """Mean reconstruction distance against tokens per group (band: spread over queries); where the
     samples were read back, also the share of samples with the right shapes (solid) and exactly
     right (dashed), and the elements per sample."""
-    import numpy as np
-
     groups = summary["groups"]
     kinds = any(g.get("kinds_by_m") for g in groups.values())
     counts = any(g.get("detected_elements_by_m") for g in groups.values())
@@ -189,8 +186,6 @@ def generalization_plot(summary: dict, out: str | Path) -> Path:
     """Fig. 3: frequency of the held-out element against training diversity, one line per prompt
     type (band: spread over variants), with the element distributions of the lowest and highest
     levels' prompted samples beside it (the held-out element in red)."""
-    import numpy as np
-
     levels = [int(k) for k in summary["levels"]]
     fig = plt.figure(figsize=(10, 3.6))
     grid = fig.add_gridspec(2, 2, width_ratios=[1.6, 1])

@@ -26,10 +26,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Features, Image, List, Value
+from tqdm.auto import tqdm
 
 from originality import __version__
 from originality.errors import OriginalityError
@@ -167,8 +169,6 @@ def _write_shards(
     shard_size: int,
     progress: bool,
 ) -> None:
-    from tqdm.auto import tqdm
-
     n_shards = (n + shard_size - 1) // shard_size
     tasks = [(spec.to_dict(), a, b, seed, size) for a, b in _chunks(n, shard_size)]
     workers = workers or os.cpu_count() or 1
@@ -242,7 +242,5 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
 
 def load(path: str | Path):
     """The dataset as a Hugging Face ``datasets.Dataset``."""
-    import datasets
-
     read_info(path)
     return datasets.load_dataset(str(path), split="train")

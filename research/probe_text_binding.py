@@ -1,7 +1,7 @@
 """Issue 6 probe: does the frozen text encoder tell "blue circle and red square" from "red circle
 and blue square"?
 
-    python benchmarks/probe_text_binding.py [--encoder minilm]
+    python research/probe_text_binding.py [--encoder minilm]
 
 The UNet cross-attends to the encoder's token outputs as a set, so which colour belongs to which
 shape must be carried either by those outputs (the shape token's output depends on its colour

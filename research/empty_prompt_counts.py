@@ -1,6 +1,6 @@
 """Issue 7: the empty prompt's held-out counts of a generalization run, and whether they rise.
 
-    python benchmarks/empty_prompt_counts.py results/generalization/samples-1024/ladder-8000-steps
+    python research/empty_prompt_counts.py results/generalization/samples-1024/ladder-8000-steps
 
 Per measured level: the held-out element's count among the empty prompt's detections, its share
 p_L, and L x p_L (1 = drawn as often as an average spanning-set element); the element prompt's
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from scipy.stats import fisher_exact, spearmanr
 
-from originality.experiments.generalization import vs_average_element
+from originality.experiments.generalization_summary import vs_average_element
 
 
 def main(run: str) -> None:

@@ -1,6 +1,6 @@
 """Caption ceiling against classifier-free guidance: does stronger guidance bind colours better?
 
-    python benchmarks/probe_guidance.py [--model M] [--scales 1.5,3,5,7.5] [--queries 4] [--samples 16]
+    python research/probe_guidance.py [--model M] [--scales 1.5,3,5,7.5] [--queries 4] [--samples 16]
         [--out F.json]
 
 For each group's calibration queries (the calibration seed, never the experiment's), prompt the
@@ -22,9 +22,9 @@ import numpy as np
 
 from originality.detection.detector import ElementDetector, kind_shares
 from originality.experiments.calibration import CalibrationConfig
-from originality.experiments.min_tokens import GROUPS, render_query
 from originality.models.pipeline import generate, load_pipeline
 from originality.shapes.captions import colour_count, parse_caption
+from originality.shapes.queries import GROUPS, render_query
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Issue 7 probe: levels of the quick ladder trained ~2,000 UNet steps (6.4 epochs of 20K) instead of 624.
 
-    OMP_NUM_THREADS=1 python benchmarks/probe_generalization_long.py [--levels 4,15,60]      # ~1 h a level, one thread
-    python benchmarks/probe_generalization_long.py --levels 4,15,60 --partial results/generalization/probe-2000-steps
+    OMP_NUM_THREADS=1 python research/probe_generalization_long.py [--levels 4,15,60]      # ~1 h a level, one thread
+    python research/probe_generalization_long.py --levels 4,15,60 --partial results/generalization/probe-2000-steps
 
 The run caches every model and measurement in ``--out`` and resumes. ``--partial DIR`` trains
 nothing: it summarises the levels already measured (figures, summary.json, report.html and the

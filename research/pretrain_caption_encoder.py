@@ -1,6 +1,6 @@
 """Issue 6 probe: MiniLM further pretrained on a dataset's captions, then frozen again.
 
-    python benchmarks/pretrain_caption_encoder.py --data outputs/data/originality-mix-100k \
+    python research/pretrain_caption_encoder.py --data outputs/data/originality-mix-100k \
         --out outputs/encoders/minilm-mix-mlm [--objective mlm|bind] [--epochs 1] [--lr 1e-4] [--batch 128]
 
 Why (``--objective mlm``, the default): the rare pair is as familiar to the shipped model as the
@@ -37,7 +37,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
 
+from originality.models.text_encoders import load_text_encoder
+from originality.shapes.dataset import read_table
 from originality.shapes.vocabulary import COLOURS, SHAPES
 
 
@@ -87,11 +90,6 @@ def bind_loss(encoder, reference, head, tokenizer, keep: float):
 
 
 def main() -> None:
-    from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
-
-    from originality.models.text_encoders import load_text_encoder
-    from originality.shapes.dataset import read_table
-
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True)
     parser.add_argument("--out", required=True)

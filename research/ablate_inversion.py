@@ -1,6 +1,6 @@
 """Which inversion variant keeps m tokens from drawing extra elements?
 
-    python benchmarks/ablate_inversion.py --out outputs/ablation [--variants base,norm,progressive,lr1e-3]
+    python research/ablate_inversion.py --out outputs/ablation [--variants base,norm,progressive,lr1e-3]
         [--groups common,rare,unseen] [--queries 2] [--tokens 1,3,5] [--two-colour]
 
 On calibration queries (the calibration seed, never the evaluated queries) of the shipped shapes
@@ -33,11 +33,11 @@ import numpy as np
 from originality.detection.detector import ElementDetector, element_multiset, kind_shares
 from originality.domains import load_domain
 from originality.experiments.calibration import CalibrationConfig
-from originality.experiments.min_tokens import render_query
 from originality.method.inversion import image_latents
 from originality.method.search import invert_and_reconstruct, score_preset
 from originality.models.pipeline import load_pipeline
 from originality.shapes.captions import colour_count
+from originality.shapes.queries import render_query
 
 VARIANTS = {
     "base": {},

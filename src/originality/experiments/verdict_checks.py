@@ -1,8 +1,8 @@
-"""The evidence beside the min-tokens verdict: why it comes out as it does.
+"""Checks of the min-tokens verdict: what the samples hold, and whether another criterion changes it.
 
-The four below take the same arguments, ``(summary, out, records, rows, config)``: the
+The four below take the same arguments, ``(summary, out, records, rows, score)``: the
 experiment's summary (which each extends), its output folder, the scored records, the query
-rows and the config. They read back what the run saved and rescore nothing; only the caption
+rows and the scoring config. They read back what the run saved and rescore nothing; only the caption
 ceiling samples the model (its ``pipeline``), once per query.
 
 * :func:`read_samples`: what the samples of each m hold (exact, colours swapped, right shapes
@@ -18,15 +18,20 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image
+from scipy.stats import spearmanr
+from tqdm.auto import tqdm
 
+from originality import runs
+from originality.detection.detector import MATCH_KINDS, ElementDetector, kind_shares
 from originality.method.distances import reads_elements
-
-if TYPE_CHECKING:
-    from originality.experiments.min_tokens import MinTokensConfig
+from originality.method.search import THRESHOLDS, ScoreConfig, sample_seeds
+from originality.models.pipeline import generate
+from originality.report.grids import grid_cell
+from originality.shapes.captions import parse_caption
 
 # The shared arguments' types: the summary, the scored records, the query rows.
 Summary = dict[str, Any]
@@ -37,7 +42,7 @@ CAPTIONS = "captions.jsonl"
 SAMPLES = "samples.jsonl"
 
 
-def read_samples(summary: Summary, out: Path, records: Records, rows: Rows, config: MinTokensConfig) -> None:
+def read_samples(summary: Summary, out: Path, records: Records, rows: Rows, score: ScoreConfig) -> None:
     """What the samples hold, read back from the saved grids, by group and m: evidence beside the verdict.
 
     * ``detected_elements_by_m``: mean elements per sample (queries hold 2); a count that grows
@@ -56,19 +61,15 @@ def read_samples(summary: Summary, out: Path, records: Records, rows: Rows, conf
     that file does not hold (a run resumed from its committed ``results.jsonl`` alone) is left
     out; ``detected_elements_queries`` says how many were read.
     """
-    from originality.batch import append_record, read_records
-    from originality.detection.detector import MATCH_KINDS, ElementDetector, kind_shares
-    from originality.report.grids import grid_cell
-    from originality.shapes.captions import parse_caption
-
-    score = config.score
     if not reads_elements(score.distance, score.check):
         return
-    done = read_records(out / SAMPLES)
+    done = runs.read_records(out, SAMPLES, "image")
     detector = None
     row_of = {r["image"]: r for r in rows}
-    counts: dict[str, list[list[float]]] = {g: [] for g in config.groups}
-    kinds: dict[str, list[dict[str, list[float]]]] = {g: [] for g in config.groups}
+    groups = list(summary["groups"])
+    side = (summary["settings"]["size"],) * 2  # the grids' cells, back at the queries' size
+    counts: dict[str, list[list[float]]] = {g: [] for g in groups}
+    kinds: dict[str, list[dict[str, list[float]]]] = {g: [] for g in groups}
     by_query: dict[str, dict[str, list[float]]] = {}
     for r in records:
         grids = [out / "scores" / r["folder"] / "samples" / f"m{m}.png" for m in range(1, score.max_tokens + 1)]
@@ -77,14 +78,14 @@ def read_samples(summary: Summary, out: Path, records: Records, rows: Rows, conf
             want = Counter(parse_caption(row_of[r["image"]]["caption"]))
             per_m, shares = [], {k: [] for k in MATCH_KINDS}
             for path in grids:
-                grid, size = Image.open(path), (config.size,) * 2
-                cells = [grid_cell(grid, i).resize(size, Image.Resampling.BOX) for i in range(score.samples)]
+                grid = Image.open(path)
+                cells = [grid_cell(grid, i).resize(side, Image.Resampling.BOX) for i in range(score.samples)]
                 found = detector.detect(cells)
                 per_m.append(float(np.mean([len(d) for d in found])))
                 for kind, share in kind_shares(found, want).items():
                     shares[kind].append(share)
             done[r["image"]] = {"image": r["image"], "elements_by_m": per_m, "kinds": shares}
-            append_record(out, done[r["image"]], SAMPLES)  # read once: later calls reuse it
+            runs.append_jsonl(out / SAMPLES, done[r["image"]])  # read once: later calls reuse it
         if r["image"] not in done:
             continue
         group = row_of[r["image"]]["group"]
@@ -92,7 +93,7 @@ def read_samples(summary: Summary, out: Path, records: Records, rows: Rows, conf
         kinds[group].append(done[r["image"]]["kinds"])
         by_query[r["image"]] = done[r["image"]]["kinds"]
     xs, fails = [], {"not_exact": [], "wrong_shapes": []}
-    for g in config.groups:
+    for g in groups:
         v = summary["groups"][g]
         v["detected_elements_by_m"] = np.mean(counts[g], axis=0).tolist() if counts[g] else []
         v["detected_elements_queries"] = len(counts[g])
@@ -110,7 +111,7 @@ def caption_ceiling(
     out: Path,
     records: Records,
     rows: Rows,
-    config: MinTokensConfig,
+    score: ScoreConfig,
     *,
     pipeline,
     progress: bool = True,
@@ -126,21 +127,12 @@ def caption_ceiling(
     not exact and (a) its minimum tokens, (b) its distance at m = 1. Positive when the tokens
     follow what the model can draw from words.
     """
-    from originality.batch import append_record, read_records
-    from originality.detection.detector import MATCH_KINDS, ElementDetector, kind_shares
-    from originality.method.search import sample_seeds
-    from originality.models.pipeline import generate
-    from originality.shapes.captions import parse_caption
-
-    score = config.score
     if not reads_elements(score.distance, score.check):
         return
-    done = read_records(out / CAPTIONS)
+    done = runs.read_records(out, CAPTIONS, "image")
     row_of = {r["image"]: r for r in rows}
     todo = [r for r in records if r["image"] not in done]
     if todo:
-        from tqdm.auto import tqdm
-
         detector = ElementDetector.load(threshold=score.detector_threshold)
         seeds = sample_seeds(score)
         for r in tqdm(todo, desc="caption ceiling", disable=not progress or len(todo) < 2, unit="query"):
@@ -150,10 +142,10 @@ def caption_ceiling(
             )
             shares = kind_shares(detector.detect(samples), Counter(parse_caption(text)))
             done[r["image"]] = {"image": r["image"], "caption": text, "kinds": shares}
-            append_record(out, done[r["image"]], CAPTIONS)
+            runs.append_jsonl(out / CAPTIONS, done[r["image"]])
     m_max = score.max_tokens
     misses, tokens, first = [], [], []
-    for g in config.groups:
+    for g in summary["groups"]:
         mine = [done[r["image"]]["kinds"] for r in records if row_of[r["image"]]["group"] == g]
         summary["groups"][g]["caption_kinds"] = {k: float(np.mean([q[k] for q in mine])) for k in MATCH_KINDS if mine}
     for r in records:
@@ -163,9 +155,7 @@ def caption_ceiling(
     summary["caption_spearman"] = {"min_tokens": spearman(misses, tokens), "m1_distance": spearman(misses, first)}
 
 
-def threshold_sweep(
-    summary: Summary, out: Path, records: Records, rows: Rows, config: MinTokensConfig
-) -> dict[str, Any]:
+def threshold_sweep(summary: Summary, out: Path, records: Records, rows: Rows, score: ScoreConfig) -> dict[str, Any]:
     """Minimum tokens and Spearman's rho at every threshold where a verdict could change: post hoc.
 
     The experiment's verdict uses the preset's threshold, fixed on calibration queries. This
@@ -176,7 +166,7 @@ def threshold_sweep(
     threshold. Queries whose verdicts are recorded neither in ``results.jsonl`` nor in their
     ``result.json`` are left out (``queries``).
     """
-    m_max = config.score.max_tokens
+    m_max = score.max_tokens
     group_of = {r["image"]: r["group"] for r in rows}
     rank = {g: v["frequency_rank"] for g, v in summary["groups"].items()}
     curves = []  # (group, {m: distance}, {m: check passed})
@@ -187,11 +177,11 @@ def threshold_sweep(
     thresholds = sorted({d for _, ds, _ in curves for d in ds.values()})
     points = []
     for t in thresholds:
-        tokens = {g: [] for g in config.groups}
+        tokens = {g: [] for g in summary["groups"]}
         for g, ds, ok in curves:
             tokens[g].append(first_pass(ds, ok, t, m_max))
-        xs = [rank[g] for g in config.groups for _ in tokens[g]]
-        ys = [m for g in config.groups for m in tokens[g]]
+        xs = [rank[g] for g in tokens for _ in tokens[g]]
+        ys = [m for g in tokens for m in tokens[g]]
         points.append(
             {
                 "threshold": t,
@@ -200,7 +190,7 @@ def threshold_sweep(
                 "spearman": spearman(xs, ys),
             }
         )
-    summary["threshold_sweep"] = {"queries": len(curves), "preset_threshold": config.score.threshold, "points": points}
+    summary["threshold_sweep"] = {"queries": len(curves), "preset_threshold": score.threshold, "points": points}
     return summary["threshold_sweep"]
 
 
@@ -225,7 +215,7 @@ def check_verdicts(out: Path, record: dict[str, Any]) -> dict[int, bool] | None:
 
 
 def shape_pair_verdict(
-    summary: Summary, out: Path, records: Records, rows: Rows, config: MinTokensConfig
+    summary: Summary, out: Path, records: Records, rows: Rows, score: ScoreConfig
 ) -> dict[str, Any] | None:
     """Minimum tokens under the ``shapes`` criterion, read from the samples beside the verdict.
 
@@ -236,14 +226,12 @@ def shape_pair_verdict(
     earlier queries of this experiment (results/min-tokens/preregistration.md). None when the
     samples were not read.
     """
-    from originality.method.search import THRESHOLDS
-
     kinds = summary.get("sample_kinds")
     summary["shape_pair"] = None
     if not kinds:
         return None
-    threshold = THRESHOLDS["shapes"].get(config.score.preset, THRESHOLDS["shapes"]["paper"])
-    m_max = config.score.max_tokens
+    threshold = THRESHOLDS["shapes"].get(score.preset, THRESHOLDS["shapes"]["paper"])
+    m_max = score.max_tokens
     group_of = {r["image"]: r["group"] for r in rows}
     rank = {g: v["frequency_rank"] for g, v in summary["groups"].items()}
     tokens: dict[str, int] = {}
@@ -255,7 +243,7 @@ def shape_pair_verdict(
         tokens[r["image"]] = first_pass(misses, checks, threshold, m_max)
     labels = summary["labels"]
     groups = {}
-    for g in config.groups:
+    for g in summary["groups"]:
         mine = [t for image, t in tokens.items() if group_of[image] == g]
         groups[g] = {
             "queries": len(mine),
@@ -270,8 +258,6 @@ def shape_pair_verdict(
 
 def spearman(xs: list[float], ys: list[float]) -> dict[str, float] | None:
     """Spearman's rho with its p-value and n; None where either side is constant."""
-    from scipy.stats import spearmanr
-
     if len(set(xs)) < 2 or len(set(ys)) < 2:
         return None
     rho = spearmanr(xs, ys)

@@ -4,7 +4,7 @@ Reads a min-tokens ``summary.json`` and reports the ``shape_pair`` verdict on th
 index lies in [--first, --last] only: the queries that were not seen when the criterion's
 threshold was chosen (10-19), and, for contrast, the ones it was chosen on (0-9).
 
-    python benchmarks/confirm_shape_pair.py outputs/min-tokens-ship/summary.json --first 10 --last 19
+    python research/confirm_shape_pair.py outputs/min-tokens-ship/summary.json --first 10 --last 19
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from originality.experiments.min_tokens_evidence import spearman
+from originality.experiments.verdict_checks import spearman
 
 
 def confirm(summary: dict, first: int, last: int) -> dict:

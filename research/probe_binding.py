@@ -1,7 +1,7 @@
 """Issue 6 probe: do the learned tokens miss the query's shapes, or only which colour goes where?
 
-    python benchmarks/probe_binding.py --run outputs/min-tokens-fixed [--model M] [--out F.json]
-    python benchmarks/probe_binding.py --table F.json
+    python research/probe_binding.py --run outputs/min-tokens-fixed [--model M] [--out F.json]
+    python research/probe_binding.py --table F.json
 
 For every query of a finished min-tokens run, reload its learned embeddings (m = 1..5), draw the
 samples again on the score's own seeds and settings, read them with the shipped detector at the

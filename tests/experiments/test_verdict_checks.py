@@ -4,8 +4,9 @@ import shutil
 import pytest
 from PIL import Image
 
-from originality.experiments.min_tokens import MinTokensConfig, render_query, summarise
-from originality.experiments.min_tokens_evidence import (
+from originality.experiments import verdict_checks
+from originality.experiments.min_tokens import MinTokensConfig, summarise
+from originality.experiments.verdict_checks import (
     CAPTIONS,
     caption_ceiling,
     read_samples,
@@ -13,6 +14,7 @@ from originality.experiments.min_tokens_evidence import (
     threshold_sweep,
 )
 from originality.method.search import score_preset
+from originality.shapes.queries import render_query
 
 
 def test_threshold_sweep_counts_a_pass_only_where_the_check_passes(scored, tmp_path):
@@ -32,7 +34,7 @@ def test_threshold_sweep_counts_a_pass_only_where_the_check_passes(scored, tmp_p
     per_m = [{"m": m, "in_distribution": {"passed": True}} for m in (1, 2, 3)]
     (folder / "result.json").write_text(json.dumps({"per_m": per_m}))
     summary = summarise(records, rows, config)
-    sweep = threshold_sweep(summary, tmp_path, records, rows, config)
+    sweep = threshold_sweep(summary, tmp_path, records, rows, config.score)
     assert summary["threshold_sweep"] is sweep
     assert sweep["queries"] == 3 and sweep["preset_threshold"] == config.score.threshold
     assert [p["threshold"] for p in sweep["points"]] == [0.1, 0.9]
@@ -43,7 +45,6 @@ def test_threshold_sweep_counts_a_pass_only_where_the_check_passes(scored, tmp_p
 
 
 def test_caption_ceiling_samples_each_query_once(scored, tiny_model, tmp_path, monkeypatch):
-    from originality.models import pipeline as pipeline_module
     from originality.models.pipeline import load_pipeline
 
     score = score_preset("quick", max_tokens=2, samples=2, inference_steps=2, distance="elements", check="positions")
@@ -54,20 +55,20 @@ def test_caption_ceiling_samples_each_query_once(scored, tiny_model, tmp_path, m
     records = [scored(r["image"], counts[r["group"]][int(r["image"][-1])], m_max=2) for r in rows]
     pipeline = load_pipeline(tiny_model)
     summary = summarise(records, rows, config)
-    caption_ceiling(summary, tmp_path, records[:4], rows, config, pipeline=pipeline, progress=False)
+    caption_ceiling(summary, tmp_path, records[:4], rows, config.score, pipeline=pipeline, progress=False)
     lines = (tmp_path / CAPTIONS).read_text().splitlines()
     assert [json.loads(line)["image"] for line in lines] == [r["image"] for r in records[:4]]
     assert all(sum(json.loads(line)["kinds"].values()) == pytest.approx(1.0) for line in lines)
     prompts = []
-    real = pipeline_module.generate
+    real = verdict_checks.generate
 
     def counting(p, texts, *args, **kwargs):
         prompts.append(texts)
         return real(p, texts, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline_module, "generate", counting)
+    monkeypatch.setattr(verdict_checks, "generate", counting)
     summary = summarise(records, rows, config)
-    caption_ceiling(summary, tmp_path, records, rows, config, pipeline=pipeline, progress=False)
+    caption_ceiling(summary, tmp_path, records, rows, config.score, pipeline=pipeline, progress=False)
     assert [t[0] for t in prompts] == [rows[4]["caption"], rows[5]["caption"]]  # only the new queries
     assert len((tmp_path / CAPTIONS).read_text().splitlines()) == 6
     assert set(summary["groups"]["unseen"]["caption_kinds"]) == {"exact", "swapped", "shapes", "miss"}
@@ -79,13 +80,13 @@ def test_shape_pair_verdict_counts_samples_with_the_right_shapes(scored, tmp_pat
     rows = [{"image": f"{g}-0", "group": g, "caption": ""} for g in ("common", "rare", "unseen")]
     records = [dict(scored(r["image"], 1), in_distribution={"1": True, "2": False, "3": True}) for r in rows]
     summary = summarise(records, rows, config)
-    assert shape_pair_verdict(summary, tmp_path, records, rows, config) is None  # samples not read
+    assert shape_pair_verdict(summary, tmp_path, records, rows, config.score) is None  # samples not read
     summary["sample_kinds"] = {  # share of samples without the query's shapes, m = 1..3
         "common-0": {"miss": [0.25, 0.5, 0.5]},  # passes at m = 1 (<= 0.25)
         "rare-0": {"miss": [0.5, 0.0, 0.0]},  # m = 2 fails the positions check: m = 3
         "unseen-0": {"miss": [1.0, 0.5, 0.3]},  # never: "+"
     }
-    verdict = shape_pair_verdict(summary, tmp_path, records, rows, config)
+    verdict = shape_pair_verdict(summary, tmp_path, records, rows, config.score)
     assert verdict["threshold"] == 0.25
     assert verdict["tokens"] == {"common-0": 1, "rare-0": 3, "unseen-0": 4}
     assert verdict["groups"]["unseen"]["histogram"]["+"] == 1 and verdict["groups"]["rare"]["mean_tokens"] == 3
@@ -106,7 +107,7 @@ def test_element_counts_leave_out_queries_without_sample_grids(scored, tmp_path)
         (tmp_path / "scores" / "common-0" / "samples").mkdir(parents=True, exist_ok=True)
         image_grid([blank, blank], columns=10, cell=96).save(tmp_path / "scores" / "common-0" / "samples" / f"m{m}.png")
     summary = summarise(records, rows, config)
-    read_samples(summary, tmp_path, records, rows, config)
+    read_samples(summary, tmp_path, records, rows, config.score)
     common, rare = summary["groups"]["common"], summary["groups"]["rare"]
     assert common["detected_elements_queries"] == 1 and common["detected_elements_by_m"] == [0.0, 0.0]
     assert rare["detected_elements_queries"] == 0 and rare["detected_elements_by_m"] == []
@@ -115,6 +116,6 @@ def test_element_counts_leave_out_queries_without_sample_grids(scored, tmp_path)
     # The grids are read once: without them, the next call takes what was read from samples.jsonl.
     shutil.rmtree(tmp_path / "scores" / "common-0" / "samples")
     again = summarise(records, rows, config)
-    read_samples(again, tmp_path, records, rows, config)
+    read_samples(again, tmp_path, records, rows, config.score)
     assert again["groups"]["common"]["kinds_by_m"] == common["kinds_by_m"]
     assert again["sample_kinds"] == summary["sample_kinds"] and list(again["sample_kinds"]) == ["common-0"]

@@ -1,10 +1,10 @@
 """How many elements does a shapes model draw for prompts of growing length?
 
-    python benchmarks/probe_element_count.py [--model MODEL] [--samples 16]
+    python research/probe_element_count.py [--model MODEL] [--samples 16]
 
 Prints the mean number of detected elements (confidence 0.5) per sample for the domain's
 initial word repeated m = 1..5 times, and for true captions of 1, 2 and 3 elements: evidence
-for whether a prompt's length alone sets the element count (see results/README.md, min-tokens).
+for whether a prompt's length alone sets the element count (see results/inversion-ablation/README.md).
 """
 
 from __future__ import annotations

@@ -1,0 +1,83 @@
+"""The query groups of the originality mix (App. E.1): common, rare and unseen element pairs.
+
+On a model trained on the originality mix, the circle+square pair fills 30% of the training
+images (common), circle+triangle 0.1% (rare), and square+triangle never occurs (unseen). A query
+of a group is a fresh render of its pair, colours drawn as the mix draws them, from a seed no
+training set uses; :func:`check_not_in_training` makes sure no query is a training image.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from originality.errors import OriginalityError
+from originality.shapes.captions import caption
+from originality.shapes.dataset import read_table
+from originality.shapes.rendering import render, sample_layout
+from originality.shapes.specs import MIX_UNSEEN_PAIR, Component, originality_mix
+
+# (shapes of the pair, fraction of the originality-mix training images): App. E.1, read off the spec.
+GROUPS: dict[str, tuple[tuple[str, ...], float]] = {
+    **{c.name: (tuple(c.shapes), c.fraction) for c in originality_mix().components},
+    "unseen": (MIX_UNSEEN_PAIR, 0.0),
+}
+APP_E1_FRACTIONS = {g: f for g, (_, f) in GROUPS.items()}
+
+
+def render_query(group: str, index: int, seed: int, size: int = 64) -> tuple[Image.Image, str]:
+    """Query ``index`` of ``group``: the pair's two shapes, colours drawn as the mix draws them."""
+    shapes, _ = GROUPS[group]
+    spec = originality_mix()
+    rng = np.random.default_rng([seed, list(GROUPS).index(group), index])
+    elements = spec.component_elements(Component(group, 1.0, list(shapes)), rng)
+    placed = sample_layout(elements, size, rng)
+    return render(placed, size), caption(elements)
+
+
+def make_queries(
+    out: Path, queries: int, seed: int, size: int = 64, groups: tuple[str, ...] = tuple(GROUPS)
+) -> list[dict[str, str]]:
+    """Write ``queries/<group>-<i>.png`` and ``queries.csv`` (image, group, caption).
+
+    The rows go index by index (common-00, rare-00, unseen-00, common-01, ...), so that a run
+    stopped part way has scored the groups evenly."""
+    folder = out / "queries"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(queries):
+        for group in groups:
+            image, text = render_query(group, i, seed, size)
+            name = f"{group}-{i:02d}.png"
+            image.save(folder / name)
+            rows.append({"image": f"queries/{name}", "group": group, "caption": text})
+    with (out / "queries.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["image", "group", "caption"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def _pixels_hash(image: Image.Image) -> str:
+    return hashlib.sha256(np.asarray(image.convert("RGB")).tobytes()).hexdigest()
+
+
+def check_not_in_training(out: Path, rows: list[dict[str, str]], training: str | Path) -> int:
+    """Refuse if any query's pixels equal a training image's; returns the number compared."""
+    wanted = {_pixels_hash(Image.open(out / r["image"])): r["image"] for r in rows}
+    captions = {r["caption"] for r in rows}
+    table = read_table(training, columns=["image", "caption"])
+    compared = 0
+    for record in table.to_pylist():
+        if record["caption"] not in captions:  # different content: cannot be the same image
+            continue
+        compared += 1
+        digest = _pixels_hash(Image.open(io.BytesIO(record["image"]["bytes"])))
+        if digest in wanted:
+            raise OriginalityError(f"query {wanted[digest]} is a training image; choose another --query-seed")
+    return compared
