@@ -47,6 +47,7 @@ from originality.models import train as train_model
 from originality.models.card import finished_config, is_trained, same_run, training_summary
 from originality.models.config import train_preset, with_overrides
 from originality.models.pipeline import generate, load_pipeline, resolve_device
+from originality.presets import from_preset
 from originality.report.grids import image_grid
 from originality.report.html import generalization_report
 from originality.report.plots import generalization_plot
@@ -133,9 +134,7 @@ def generalization_preset(name: str, **overrides: Any) -> GeneralizationConfig:
             detector_threshold=0.5,
         ),
     }
-    if name not in presets:
-        raise OriginalityError(f"unknown generalization preset {name!r}; known: {', '.join(presets)}")
-    return dataclasses.replace(presets[name], **overrides).validate()
+    return from_preset("generalization", presets, name, **overrides)
 
 
 def _key(*parts: Any) -> str:

@@ -72,8 +72,8 @@ class InversionSettings:
     check_every: int = 0
     min_improvement: float = 0.01
     # Cap on each learned vector's L2 norm, in units of the vocabulary's mean norm (0: none), so
-    # that one number suits any text encoder (MiniLM: mean 1.07, max 1.69). Unconstrained steps at
-    # a high lr push the learned vectors past the vocabulary (results/inversion-ablation/).
+    # that one number suits any text encoder. Unconstrained steps at a high lr push the learned
+    # vectors past the vocabulary (results/inversion-ablation/).
     norm_cap: float = 0.0
     # Views of the query (itself, then translations on its background; 0 or 1: the query alone).
     shift_views: int = 0

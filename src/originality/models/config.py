@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from originality.errors import OriginalityError
+from originality.presets import from_preset
 
 
 @dataclass
 class VAEConfig:
     # Three blocks: 64 px -> 16 x 16 latents (f = 4; SD's f = 8 would leave a small 64 px
-    # element about one latent pixel). Measured here: (16, 32, 64) without mid-block attention
-    # trains at 37 images/s and encodes 312 images/s; (32, 64, 64) with it, 14 and 81.
+    # element about one latent pixel). Widths and mid-block attention chosen for CPU speed
+    # (results/models/).
     block_out_channels: tuple[int, ...] = (16, 32, 64)
     latent_channels: int = 4
     layers_per_block: int = 1
@@ -49,14 +50,13 @@ class VAEConfig:
 
 @dataclass
 class UNetConfig:
-    # Measured here (batch 64, 16 x 16 latents, fwd + bwd + AdamW): (32, 64, 128) with attention
-    # at every level, 4.7M parameters, 62 samples/s; (64, 128, 128) 30-38 samples/s.
+    # Attention at every level, widths sized for a CPU (speeds in results/models/).
     block_out_channels: tuple[int, ...] = (32, 64, 128)
     # Which resolution levels (from the top) have self- and cross-attention to the caption.
     attention_levels: tuple[bool, ...] = (True, True, True)
     layers_per_block: int = 1
     # Heads per level (diffusers calls this attention_head_dim). One head per 32 channels:
-    # 8 heads of 4 channels ran at half the speed on this CPU.
+    # many narrow heads are slow on a CPU (results/models/).
     attention_head_dim: tuple[int, ...] = (1, 2, 4)
     norm_num_groups: int = 32
 
@@ -197,9 +197,9 @@ def _cpu() -> TrainConfig:
 
 
 def _ship() -> TrainConfig:
-    # The cpu settings with the UNet trained longer: 800K samples, about 3.5 h alone on this CPU,
-    # resumable (``--hours`` runs it in slices). The VAE stage is the cpu one, so a finished
-    # cpu run in the same folder continues into a ship run.
+    # The cpu settings with the UNet trained longer (800K samples), resumable (``--hours`` runs
+    # it in slices). The VAE stage is the cpu one, so a finished cpu run in the same folder
+    # continues into a ship run.
     return TrainConfig(preset="ship", unet_epochs=8.0)
 
 
@@ -236,6 +236,4 @@ PRESETS = {"tiny": _tiny, "cpu": _cpu, "ship": _ship, "paper": _paper}
 
 
 def train_preset(name: str) -> TrainConfig:
-    if name not in PRESETS:
-        raise OriginalityError(f"unknown training preset {name!r}; known: {', '.join(PRESETS)}")
-    return PRESETS[name]()
+    return from_preset("training", PRESETS, name)

@@ -19,22 +19,6 @@ def _save(fig, out: str | Path, dpi: int = 110) -> Path:
     return Path(out)
 
 
-def loss_curves(losses: dict[str, list[tuple[int, float]]], out: str | Path) -> Path:
-    """One panel per training stage: running loss against step, log scale."""
-    stages = [k for k, v in losses.items() if v]
-    fig, axes = plt.subplots(1, max(1, len(stages)), figsize=(4.5 * max(1, len(stages)), 3.2), squeeze=False)
-    for ax, stage in zip(axes[0], stages, strict=False):
-        steps, values = zip(*losses[stage], strict=True)
-        ax.plot(steps, values, lw=1.2)
-        ax.set_yscale("log")
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        ax.set_title(f"{stage} loss")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, out, dpi=120)
-
-
 def confusion_matrices(confusion: dict[str, dict], out: str | Path, title: str = "") -> Path:
     """One panel per attribute: true value (rows) against detected value (columns)."""
     fig, axes = plt.subplots(1, len(confusion), figsize=(3.4 * len(confusion), 3.4))
