@@ -20,7 +20,7 @@ from originality.errors import OriginalityError
 from originality.shapes.captions import caption
 from originality.shapes.dataset import read_table
 from originality.shapes.rendering import render, sample_layout
-from originality.shapes.specs import MIX_UNSEEN_PAIR, Component, originality_mix
+from originality.shapes.specs import MIX_UNSEEN_PAIR, Component, DatasetSpec, originality_mix
 
 # (shapes of the pair, fraction of the originality-mix training images): App. E.1, read off the spec.
 GROUPS: dict[str, tuple[tuple[str, ...], float]] = {
@@ -28,16 +28,53 @@ GROUPS: dict[str, tuple[tuple[str, ...], float]] = {
     "unseen": (MIX_UNSEEN_PAIR, 0.0),
 }
 APP_E1_FRACTIONS = {g: f for g, (_, f) in GROUPS.items()}
+# Shape-matched controls: pairs the mix's rest images draw often, each holding one shape of the
+# groups' pairs (or none), so that a signal's response to a pair's frequency can be told apart
+# from its response to the shapes the pair holds.
+CONTROLS: dict[str, tuple[str, ...]] = {
+    "circle+hexagon": ("circle", "hexagon"),
+    "square+hexagon": ("square", "hexagon"),
+    "triangle+hexagon": ("triangle", "hexagon"),
+    "hexagon+star": ("hexagon", "star"),
+}
+PAIRS: dict[str, tuple[str, ...]] = {**{g: shapes for g, (shapes, _) in GROUPS.items()}, **CONTROLS}
 
 
 def render_query(group: str, index: int, seed: int, size: int = 64) -> tuple[Image.Image, str]:
     """Query ``index`` of ``group``: the pair's two shapes, colours drawn as the mix draws them."""
-    shapes, _ = GROUPS[group]
-    spec = originality_mix()
-    rng = np.random.default_rng([seed, list(GROUPS).index(group), index])
-    elements = spec.component_elements(Component(group, 1.0, list(shapes)), rng)
+    image, text, _ = render_pair(group, index, seed, size)
+    return image, text
+
+
+def render_pair(group: str, index: int, seed: int, size: int = 64) -> tuple[Image.Image, str, list[Image.Image]]:
+    """Query ``index`` of ``group`` (a group or a control), its caption, and each of its elements
+    drawn alone where it stands in the query."""
+    if group not in PAIRS:
+        raise OriginalityError(f"unknown group {group!r}; known: {', '.join(PAIRS)}")
+    # The groups keep the seeds they always had; the controls draw from their own streams.
+    stream = list(GROUPS).index(group) if group in GROUPS else 100 + list(CONTROLS).index(group)
+    rng = np.random.default_rng([seed, stream, index])
+    elements = originality_mix().component_elements(Component(group, 1.0, list(PAIRS[group])), rng)
     placed = sample_layout(elements, size, rng)
-    return render(placed, size), caption(elements)
+    return render(placed, size), caption(elements), [render([one], size) for one in placed]
+
+
+def pair_frequencies(
+    spec: DatasetSpec, pairs: dict[str, tuple[str, ...]], draws: int = 200_000, seed: int = 0
+) -> dict[str, float]:
+    """The share of ``spec``'s images that hold every shape of each pair: exact for its component
+    images, estimated from ``draws`` of its rest images (their elements only; nothing is rendered)."""
+    rng = np.random.default_rng([seed, 0xFAB])
+    counts = dict.fromkeys(pairs, 0)
+    for _ in range(draws):
+        shapes = {e.shape for e in spec.rest_elements(rng)}
+        for name, pair in pairs.items():
+            counts[name] += set(pair) <= shapes
+    out = {}
+    for name, pair in pairs.items():
+        exact = sum(c.fraction for c in spec.components if set(pair) <= set(c.shapes))
+        out[name] = exact + spec.rest_fraction * counts[name] / draws
+    return out
 
 
 def make_queries(

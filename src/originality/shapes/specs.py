@@ -149,7 +149,7 @@ class DatasetSpec:
             if u < c.fraction:
                 return c.name, self.component_elements(c, rng), c.fixed_centres
             u -= c.fraction
-        return "rest", self._rest_elements(rng), None
+        return "rest", self.rest_elements(rng), None
 
     def component_elements(self, c: Component, rng: np.random.Generator) -> list[Element]:
         allowed = set(self.allowed)
@@ -159,7 +159,7 @@ class DatasetSpec:
             rng.shuffle(chosen)  # caption order carries no information
         return chosen
 
-    def _rest_elements(self, rng: np.random.Generator) -> list[Element]:
+    def rest_elements(self, rng: np.random.Generator) -> list[Element]:
         allowed = self.allowed
         restricted = set(self.at_most_one_of)
         free = [e for e in allowed if e.shape not in restricted]

@@ -1,0 +1,446 @@
+"""Which familiarity signal tracks training frequency: the validation of ``originality.method.signals``.
+
+Where the truth is known, on a model trained on the originality mix: queries of the common (30%
+of the training images), rare (0.1%) and unseen (never) pairs, as in the min-tokens experiment
+(the same query seed, so a min-tokens run's token counts are reused query for query), and
+shape-matched controls, pairs the mix draws often that hold the same shapes
+(:data:`~originality.shapes.queries.CONTROLS`). Each query's denoiser readings are taken per
+timestep on three grid seeds and kept in ``readings.jsonl`` (resumable); every signal, and every
+variant of one (weighting, gap form, normalisations), is computed from them afterwards:
+
+* ``rho``: Spearman's rho between the signal and the group's frequency rank (common 1, rare 2,
+  unseen 3), with a bootstrap 95% interval over queries; ``auroc`` per group pair;
+* ``dose_response_rho``: the same over every group and control, by pair frequency;
+* ``controls``: rho within the groups that share a shape (circle: common, circle+hexagon, rare;
+  square: common, square+hexagon, unseen; triangle: triangle+hexagon, rare, unseen); a signal
+  passes when all three intervals lie above 0, i.e. it follows the pair's frequency, not its shapes;
+* ``seeds``: rho on each grid seed (the spread the noise draw leaves);
+* ``group_means``, ``by_colours`` and ``seconds_per_image``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from tqdm.auto import tqdm
+
+from originality import runs
+from originality.detection.detector import ElementDetector, detector_identity
+from originality.domains import load_domain
+from originality.errors import OriginalityError
+from originality.experiments.verdict_checks import spearman
+from originality.method.familiarity import build_reference, reading_prompt
+from originality.method.inversion import InversionSettings, invert, placeholder_phrase, set_embeddings
+from originality.method.signals import SignalConfig, query_latents, readings, signal_grid
+from originality.models.pipeline import generate, load_pipeline, model_identity
+from originality.report.signals import signals_plots, signals_report
+from originality.shapes.captions import colour_count
+from originality.shapes.queries import CONTROLS, PAIRS, pair_frequencies, render_pair
+from originality.shapes.specs import originality_mix
+
+MARKER = "experiment.json"
+READINGS = "readings.jsonl"
+MAIN = ("common", "rare", "unseen")
+MATCHED = {
+    "circle": ("common", "circle+hexagon", "rare"),
+    "square": ("common", "square+hexagon", "unseen"),
+    "triangle": ("triangle+hexagon", "rare", "unseen"),
+}
+PAIR_KEYS = ("common<rare", "rare<unseen", "common<unseen")
+
+
+@dataclass
+class SignalsConfig:
+    queries: int = 20  # per group and control
+    query_seed: int = 7_000_003  # the min-tokens experiment's: its token counts are reused per query
+    size: int = 64
+    groups: tuple[str, ...] = (*MAIN, *CONTROLS)
+    grid_seeds: tuple[int, ...] = (0, 1, 2)
+    grid: SignalConfig = field(default_factory=SignalConfig)
+    reference_samples: int = 64  # the model's own samples, for per-timestep normalisation
+    reference_steps: int = 25
+    guidance_scale: float = 3.0
+    detector_threshold: float = 0.5  # the quick preset's: the reading the scorer would use
+    learned_tokens: bool = False  # also the prompt-free gap of a one-token inversion per main query
+    inversion_steps: int = 150
+    bootstrap: int = 2000
+
+    def validate(self) -> SignalsConfig:
+        if self.queries < 1:
+            raise OriginalityError(f"--queries must be >= 1, got {self.queries}")
+        unknown = [g for g in self.groups if g not in PAIRS]
+        if unknown:
+            raise OriginalityError(f"unknown group {unknown[0]!r}; known: {', '.join(PAIRS)}")
+        if not self.grid_seeds:
+            raise OriginalityError("at least one grid seed")
+        self.grid.validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "grid": self.grid.to_dict()}
+
+
+# -- readings, one query at a time ------------------------------------------------------------------
+def _round(values: torch.Tensor) -> list[float]:
+    return [float(f"{v:.5g}") for v in values.tolist()]
+
+
+def read_query(pipeline, image, text: str, reading: str | None, alone, grids, learned=None) -> dict[str, Any]:
+    """One query's per-timestep readings on every grid (prompted by its caption and by the
+    detector's reading), its elements alone on the first grid, and a learned token's gap."""
+    latents = query_latents(pipeline, [image])
+    out: dict[str, Any] = {"readings": {}, "seconds": {}}
+    for seed, grid in grids.items():
+        started = time.perf_counter()
+        plain = readings(pipeline, latents, None, grid, conditional=False)
+        middle = time.perf_counter()
+        by_caption = readings(pipeline, latents, [text], grid)
+        end = time.perf_counter()
+        entry = {"unconditional": _round(plain["unconditional"][0])}
+        entry["conditional_caption"] = _round(by_caption["conditional"][0])
+        entry["gap_caption"] = _round(by_caption["gap"][0])
+        if reading is not None:
+            by_reading = by_caption if reading == text else readings(pipeline, latents, [reading], grid)
+            entry["conditional_reading"] = _round(by_reading["conditional"][0])
+            entry["gap_reading"] = _round(by_reading["gap"][0])
+        out["readings"][str(seed)] = entry
+        # the first grid's passes: 64 UNet rows unprompted, then 2 x 64 for a prompted signal
+        out["seconds"].setdefault("unconditional", middle - started)
+        out["seconds"].setdefault("prompted", end - middle)
+    first = next(iter(grids.values()))
+    parts = query_latents(pipeline, [image for image, _ in alone])
+    both = readings(pipeline, parts, [t for _, t in alone], first)
+    out["alone"] = {
+        "unconditional": [_round(v) for v in both["unconditional"]],
+        "gap": [_round(v) for v in both["gap"]],
+    }
+    if learned is not None:
+        started = time.perf_counter()
+        vectors = learned(image)
+        set_embeddings(pipeline, vectors)
+        prompt = f"a photo of {placeholder_phrase(len(vectors))}"
+        gap = readings(pipeline, latents, [prompt], first)["gap"][0]
+        out["learned"] = {"gap_m1": _round(gap)}
+        out["seconds"]["learned_m1"] = time.perf_counter() - started
+    return out
+
+
+# -- the run ----------------------------------------------------------------------------------------
+def run_signals(
+    model: str | Path | None,
+    out: str | Path,
+    config: SignalsConfig,
+    *,
+    tokens_from: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Read every query (resuming), then write summary.json, signals.png and report.html."""
+    config.validate()
+    out = Path(out)
+    settings = {
+        "config": {**config.to_dict(), "queries": None},  # more queries extend a run
+        "model": model_identity(model),
+        "detector": detector_identity(),
+    }
+    runs.open_run(out, settings, what="a signals experiment", marker=MARKER)
+    pipeline = load_pipeline(model)
+    domain = load_domain("shapes")
+    detector = ElementDetector.load(threshold=config.detector_threshold)
+    read = reading_prompt(domain, detector)
+    rows = write_queries(out, config)
+    tokens = tokens_of(tokens_from, rows, config) if tokens_from else {}  # a bad folder fails before any work
+    grids = {seed: signal_grid(pipeline, _seeded(config.grid, seed)) for seed in config.grid_seeds}
+    learned = _one_token_inversion(pipeline, config) if config.learned_tokens else None
+    done = runs.read_records(out, READINGS, "image")
+    with runs.lock(out):
+        for row in tqdm([r for r in rows if r["image"] not in done], desc="signals", disable=not progress):
+            index = int(Path(row["image"]).stem.rsplit("-", 1)[1])
+            image, text, parts = render_pair(row["group"], index, config.query_seed, config.size)
+            alone = [(part, read(part) or "") for part in parts]
+            use = learned if learned and row["group"] in MAIN else None
+            record = {"image": row["image"], "group": row["group"], "caption": text, "reading": read(image)}
+            record.update(read_query(pipeline, image, text, record["reading"], alone, grids, use))
+            runs.append_jsonl(out / READINGS, record)
+            done[row["image"]] = record
+    reference = build_reference(
+        pipeline,
+        domain,
+        model=settings["model"],
+        config=grids[config.grid_seeds[0]].config,
+        samples=config.reference_samples,
+        steps=config.reference_steps,
+        guidance=config.guidance_scale,
+        read=read,
+        cache=out / "reference.json",
+        progress=progress,
+    )
+    reference_readings = _reference_readings(pipeline, out, reference, grids[config.grid_seeds[0]], config)
+    records = [done[r["image"]] for r in rows]
+    weights = grid_weights(grids[config.grid_seeds[0]])
+    summary = summarise(records, rows, config, tokens, reference_readings, weights)
+    summary["weights"] = weights
+    values = summary.pop("values")
+    with runs.atomic_path(out / "values.jsonl") as tmp:
+        tmp.write_text("".join(json.dumps({"image": i, "group": g, "values": v}) + "\n" for i, g, v in values))
+    summary["model"] = settings["model"]
+    summary["tokens_from"] = str(tokens_from) if tokens_from else None
+    runs.write_json(out / "summary.json", summary)
+    signals_plots(summary, out)
+    signals_report(summary, out)
+    return summary
+
+
+def _seeded(grid: SignalConfig, seed: int) -> SignalConfig:
+    return SignalConfig(**{**grid.to_dict(), "seed": seed})
+
+
+def _one_token_inversion(pipeline, config: SignalsConfig):
+    settings = InversionSettings(
+        steps=config.inversion_steps, batch_size=8, lr=5e-3, norm_cap=1.27, initializer="shapes", templates=("{}",)
+    )
+
+    def learn(image):
+        return invert(pipeline, image, 1, settings).embeddings
+
+    return learn
+
+
+def _reference_readings(pipeline, out: Path, reference, grid, config: SignalsConfig) -> dict[str, list[float]]:
+    """Per-timestep means of the reference samples' readings: what the normalised variants divide by."""
+    path = out / "reference-readings.json"
+    if path.is_file():
+        return runs.read_json(path)
+    seeds = [int(reference.settings["seed"]) + i for i in range(config.reference_samples)]
+    images = generate(pipeline, [reference.settings["prompt"]] * len(seeds), seeds,
+                      steps=config.reference_steps, guidance_scale=config.guidance_scale)  # fmt: skip
+    raw = readings(pipeline, query_latents(pipeline, images), reference.prompts, grid)
+    means = {name: _round(values.mean(dim=0)) for name, values in raw.items()}
+    runs.write_json(path, means)
+    return means
+
+
+def write_queries(out: Path, config: SignalsConfig) -> list[dict[str, str]]:
+    """``queries/<group>-<i>.png`` and ``queries.csv``, index by index across the groups."""
+    rows = []
+    for i in range(config.queries):
+        for group in config.groups:
+            image, text, _ = render_pair(group, i, config.query_seed, config.size)
+            name = f"queries/{group}-{i:02d}.png"
+            if not (out / name).is_file():
+                runs.save_image(image, out / name)
+            rows.append({"image": name, "group": group, "caption": text})
+    with runs.atomic_path(out / "queries.csv") as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["image", "group", "caption"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def tokens_of(folder: str | Path, rows: list[dict[str, str]], config: SignalsConfig) -> dict[str, dict[str, float]]:
+    """Token and soft counts from a min-tokens run of the same queries: the same query seed and
+    size render the same images, query for query."""
+    folder = Path(folder)
+    results = folder / "scores" / "results.jsonl"
+    if not (results.is_file() and (folder / "experiment.json").is_file()):
+        raise OriginalityError(f"{folder} holds no min-tokens run (experiment.json, scores/results.jsonl)")
+    saved = runs.read_json(folder / "experiment.json")["config"]
+    if (saved["query_seed"], saved["size"]) != (config.query_seed, config.size):
+        raise OriginalityError(f"{folder} scored other queries (seed {saved['query_seed']}); use its --query-seed")
+    m_max = int(saved["score"]["max_tokens"])
+    wanted = {r["image"] for r in rows}
+    out = {}
+    for record in runs.read_jsonl(results):
+        if record["image"] in wanted:
+            count = m_max + 1 if record["count"] is None else record["count"]
+            out[record["image"]] = {"token_count": float(count), "soft_count": float(record["soft_tokens"])}
+    return out
+
+
+# -- the numbers ------------------------------------------------------------------------------------
+def variants(
+    record: dict[str, Any], seed: str, weights: dict[str, np.ndarray], ref: dict[str, list[float]]
+) -> dict[str, float]:
+    """Every signal variant of one query on one grid seed, from its per-timestep readings."""
+    r = {k: np.asarray(v) for k, v in record["readings"][seed].items()}
+    uniform, elbo = weights["uniform"], weights["elbo"]
+    gap = r.get("gap_reading", r["gap_caption"])
+    cond = r.get("conditional_reading", r["conditional_caption"])
+    out = {
+        "unconditional_loss": float(r["unconditional"] @ uniform),
+        "unconditional_loss_elbo": float(r["unconditional"] @ elbo),
+        "conditional_loss": float(cond @ uniform),
+        "conditional_loss_caption": float(r["conditional_caption"] @ uniform),
+        "loss_difference": float((r["unconditional"] - cond) @ uniform),
+        "guidance_gap": float(gap @ uniform),
+        "guidance_gap_caption": float(r["gap_caption"] @ uniform),
+        "guidance_gap_squared": float((gap**2) @ uniform),
+        "guidance_gap_elbo": float(gap @ elbo),
+    }
+    if ref:
+        out["guidance_gap_normalised"] = float((gap / np.asarray(ref["gap"])) @ uniform)
+        out["unconditional_loss_normalised"] = float((r["unconditional"] / np.asarray(ref["unconditional"])) @ uniform)
+    if seed == "0" and "alone" in record:
+        alone_u = np.mean([np.asarray(v) @ uniform for v in record["alone"]["unconditional"]])
+        alone_g = np.mean([np.asarray(v) @ uniform for v in record["alone"]["gap"]])
+        out["unconditional_loss_vs_elements"] = out["unconditional_loss"] - float(alone_u)
+        out["guidance_gap_vs_elements"] = out["guidance_gap"] - float(alone_g)
+    if seed == "0" and "learned" in record:
+        out["guidance_gap_learned_m1"] = float(np.asarray(record["learned"]["gap_m1"]) @ uniform)
+    return out
+
+
+def grid_weights(grid) -> dict[str, list[float]]:
+    """The uniform and the ELBO weights of a grid's rows."""
+    elbo = grid.slope / grid.slope.sum()
+    return {"uniform": [1 / grid.size] * grid.size, "elbo": [float(w) for w in elbo]}
+
+
+def summarise(
+    records: list[dict[str, Any]],
+    rows: list[dict[str, str]],
+    config: SignalsConfig,
+    tokens: dict[str, dict[str, float]],
+    reference: dict[str, list[float]],
+    weights: dict[str, list[float]],
+) -> dict[str, Any]:
+    """Every signal's rho, AUROCs, controls, dose-response and group means (the module's docstring)."""
+    weights = {k: np.asarray(v) for k, v in weights.items()}
+    frequency = pair_frequencies(originality_mix(), {g: PAIRS[g] for g in config.groups})
+    group_of = {r["image"]: r["group"] for r in rows}
+    colours = {r["image"]: colour_count(r["caption"]) for r in rows}
+    per_seed = {
+        str(seed): {r["image"]: variants(r, str(seed), weights, reference) for r in records}
+        for seed in config.grid_seeds
+    }
+    first = per_seed[str(config.grid_seeds[0])]
+    for image, counts in tokens.items():
+        if image in first:
+            first[image].update(counts)
+    names = sorted({name for values in first.values() for name in values})
+    rng = np.random.default_rng(0)
+    signals = {}
+    for name in names:
+        values = {image: v[name] for image, v in first.items() if name in v}
+        entry = _evaluate(values, group_of, frequency, rng, config.bootstrap)
+        entry["seeds"] = [
+            _rho(
+                {i: v[name] for i, v in per_seed[str(s)].items() if name in v and group_of[i] in MAIN},
+                group_of,
+                frequency,
+            )
+            for s in config.grid_seeds
+        ]
+        entry["by_colours"] = {
+            f"{c} colour{'s' if c > 1 else ''}": {
+                g: _mean([v for i, v in values.items() if group_of[i] == g and colours[i] == c]) for g in MAIN
+            }
+            for c in (1, 2)
+        }
+        entry["seconds_per_image"] = _seconds(records, name)
+        signals[name] = entry
+    return {
+        "signals": signals,
+        "values": [(image, group_of[image], v) for image, v in first.items()],
+        "frequencies": frequency,
+        "queries": {g: sum(group_of[r["image"]] == g for r in records) for g in config.groups},
+        "settings": config.to_dict(),
+    }
+
+
+def _evaluate(values, group_of, frequency, rng, draws: int) -> dict[str, Any]:
+    main = {i: v for i, v in values.items() if group_of[i] in MAIN}
+    rank = _ranks(frequency)
+    entry: dict[str, Any] = {}
+    rho = _spearman_of(main, group_of, rank)
+    entry["rho"], entry["p"] = (rho["rho"], rho["p"]) if rho else (None, None)
+    entry["rho_ci"] = _bootstrap(main, group_of, lambda v, g: _rho(v, g, frequency), rng, draws)
+    entry["auroc"], entry["auroc_ci"] = {}, {}
+    for key in PAIR_KEYS:
+        low, high = key.split("<")
+        pair = {i: v for i, v in values.items() if group_of[i] in (low, high)}
+        entry["auroc"][key] = _auroc(pair, group_of, low)
+        entry["auroc_ci"][key] = _bootstrap(pair, group_of, lambda v, g, low=low: _auroc(v, g, low), rng, draws)
+    entry["dose_response_rho"] = _rho(values, group_of, frequency)
+    entry["dose_response_ci"] = _bootstrap(values, group_of, lambda v, g: _rho(v, g, frequency), rng, draws)
+    entry["controls"] = {}
+    for shape, groups in MATCHED.items():
+        matched = {i: v for i, v in values.items() if group_of[i] in groups}
+        if len({group_of[i] for i in matched}) == len(groups):
+            ci = _bootstrap(matched, group_of, lambda v, g: _rho(v, g, frequency), rng, draws)
+            entry["controls"][shape] = {"groups": list(groups), "rho": _rho(matched, group_of, frequency), "ci": ci}
+    entry["passes_controls"] = (
+        len(entry["controls"]) == len(MATCHED) and all(c["ci"][0] > 0 for c in entry["controls"].values())
+        if entry["controls"]
+        else None
+    )
+    entry["group_means"] = {g: _mean([v for i, v in values.items() if group_of[i] == g]) for g in frequency}
+    return entry
+
+
+def _ranks(frequency: dict[str, float]) -> dict[str, int]:
+    return {g: i + 1 for i, g in enumerate(sorted(frequency, key=lambda g: -frequency[g]))}
+
+
+def _spearman_of(values, group_of, rank) -> dict[str, float] | None:
+    images = list(values)
+    return spearman([rank[group_of[i]] for i in images], [values[i] for i in images])
+
+
+def _rho(values: dict[str, float], group_of, frequency) -> float | None:
+    """Spearman's rho between a signal and its query's rarity (higher: rarer pair); positive when
+    the signal calls the rarer pairs less familiar."""
+    images = list(values)
+    rarity = [-frequency[group_of[i]] for i in images]
+    if len(set(rarity)) < 2 or len({values[i] for i in images}) < 2:
+        return None
+    return float(spearmanr(rarity, [values[i] for i in images]).statistic)
+
+
+def _auroc(values: dict[str, float], group_of, low: str) -> float | None:
+    """P(a query of the more frequent group scores below one of the rarer), ties half."""
+    a = np.array([v for i, v in values.items() if group_of[i] == low])
+    b = np.array([v for i, v in values.items() if group_of[i] != low])
+    if not len(a) or not len(b):
+        return None
+    return float(((a[:, None] < b[None, :]).sum() + 0.5 * (a[:, None] == b[None, :]).sum()) / (len(a) * len(b)))
+
+
+def _bootstrap(values: dict[str, float], group_of, statistic, rng, draws: int) -> list[float] | None:
+    """A 95% percentile interval of ``statistic(values, groups)``, resampling queries within each group."""
+    by_group: dict[str, list[str]] = {}
+    for image in values:
+        by_group.setdefault(group_of[image], []).append(image)
+    if not values or draws < 1:
+        return None
+    stats = []
+    for _ in range(draws):
+        sample, groups = {}, {}
+        for g, images in by_group.items():
+            for j, i in enumerate(rng.choice(len(images), len(images))):
+                sample[f"{g}#{j}"], groups[f"{g}#{j}"] = values[images[i]], g
+        s = statistic(sample, groups)
+        if s is not None:
+            stats.append(s)
+    return [float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))] if stats else None
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _seconds(records: list[dict[str, Any]], name: str) -> float | None:
+    if name in ("token_count", "soft_count"):
+        return None
+    key = "unconditional" if name.startswith("unconditional") else "prompted"
+    if "learned" in name:
+        key = "learned_m1"
+    values = [r["seconds"][key] for r in records if key in r.get("seconds", {})]
+    return _mean(values)

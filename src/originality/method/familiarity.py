@@ -1,0 +1,226 @@
+"""A query's familiarity to the model: the signals, their prompt, and where they fall among the
+model's own samples.
+
+The prompt-needing signals (:data:`~originality.method.signals.NEEDS_PROMPT`) read the query
+with, in this order:
+
+1. ``user``: a prompt the user gives (``--prompt``, or a ``prompt`` / ``caption`` column);
+2. ``reading``: the caption the domain can read off the query (shapes: the detector's reading);
+3. ``tokens``: the learned tokens of an inversion that ran (prompt-free: the paper's setting);
+4. ``domain``: the domain's prompt with its initial word.
+
+A raw loss means nothing to a reader, so each value is also placed against a :class:`Reference`:
+the same signals on K images the model draws by itself (seeded, cached per model). The
+percentile reads "more familiar than this share of what the model draws by itself".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from originality.domains import Domain
+from originality.errors import OriginalityError
+from originality.method.inversion import placeholder_phrase, set_embeddings
+from originality.method.signals import (
+    NEEDS_PROMPT,
+    SIGNALS,
+    SignalConfig,
+    compute_signals,
+    percentile,
+    query_latents,
+    signal_grid,
+)
+from originality.models.pipeline import generate
+from originality.runs import read_json, write_json
+from originality.shapes.captions import caption
+
+MODES = ("none", "fast", "all")
+REFERENCE_SEED = 9_000_000  # the reference samples' seeds: apart from the scorer's and the experiments'
+
+
+def reading_prompt(domain: Domain, detector) -> Callable[[Image.Image], str | None] | None:
+    """What the domain can read off an image as a prompt, or None when it reads nothing (real
+    domains). Shapes: the detector's elements as a caption; None for an image it reads empty."""
+    if domain.name != "shapes" or detector is None:
+        return None
+
+    def read(image: Image.Image) -> str | None:
+        found = detector.detect([image])[0]
+        return caption([d.element for d in found]) if found else None
+
+    return read
+
+
+def domain_prompt(domain: Domain) -> str:
+    return domain.prompt.format(domain.initializer)
+
+
+def choose_prompt(
+    image: Image.Image,
+    domain: Domain,
+    *,
+    user: str | None = None,
+    read: Callable[[Image.Image], str | None] | None = None,
+    tokens: int | None = None,
+) -> tuple[str, str]:
+    """(prompt, source) by the order in the module's docstring; ``tokens``: m of the learned
+    tokens in the pipeline, when an inversion ran."""
+    if user:
+        return user, "user"
+    if read is not None and (text := read(image)):
+        return text, "reading"
+    if tokens:
+        return domain.prompt.format(placeholder_phrase(tokens)), "tokens"
+    return domain_prompt(domain), "domain"
+
+
+@dataclass
+class Reference:
+    """The signals of K images the model draws by itself: what a query's percentile is read against."""
+
+    model: str
+    settings: dict[str, Any]
+    values: dict[str, list[float]]
+    prompts: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def percentiles(self, signals: dict[str, float]) -> dict[str, float]:
+        return {name: percentile(v, self.values[name]) for name, v in signals.items() if name in self.values}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def reference_settings(config: SignalConfig, domain: Domain, samples: int, steps: int, guidance: float) -> dict:
+    """What a reference depends on beside the model: it is reused only where these match."""
+    prompt = "" if domain.name == "shapes" else domain_prompt(domain)
+    return {
+        "grid": config.to_dict(),
+        "samples": samples,
+        "prompt": prompt,
+        "inference_steps": steps,
+        "guidance_scale": guidance,
+        "seed": REFERENCE_SEED,
+        "domain": domain.name,
+    }
+
+
+def load_reference(path: str | Path, model: str, settings: dict[str, Any]) -> Reference | None:
+    """The cached reference at ``path``; None when absent. One made by another model, or with other
+    settings, is refused rather than silently mixed in."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        saved = read_json(path)
+        reference = Reference(**saved)
+    except (ValueError, TypeError) as exc:
+        raise OriginalityError(f"{path} is not a signal reference ({exc}); remove it or choose another") from exc
+    if reference.model != model:
+        raise OriginalityError(f"{path} holds a signal reference made by another model ({reference.model[:40]})")
+    if reference.settings != settings:
+        raise OriginalityError(f"{path} holds a signal reference made with other settings; remove it or choose another")
+    return reference
+
+
+def build_reference(
+    pipeline,
+    domain: Domain,
+    *,
+    model: str,
+    config: SignalConfig,
+    samples: int,
+    steps: int,
+    guidance: float,
+    read: Callable[[Image.Image], str | None] | None = None,
+    cache: str | Path | None = None,
+    progress: bool = True,
+) -> Reference:
+    """Sample ``samples`` images (the empty prompt for shapes, the domain's prompt otherwise),
+    read their signals as a query's would be read, and cache them at ``cache``."""
+    settings = reference_settings(config, domain, samples, steps, guidance)
+    if cache is not None and (found := load_reference(cache, model, settings)) is not None:
+        return found
+    if samples < 2:
+        raise OriginalityError(f"a signal reference needs >= 2 samples, got {samples}")
+    started = time.perf_counter()
+    seeds = [REFERENCE_SEED + i for i in range(samples)]
+    if progress:
+        print(f"signal reference: drawing {samples} samples from the model", flush=True)
+    images = generate(pipeline, [settings["prompt"]] * samples, seeds, steps=steps, guidance_scale=guidance)
+    prompts = [choose_prompt(image, domain, read=read)[0] for image in images]
+    grid = signal_grid(pipeline, config)
+    values = compute_signals(pipeline, query_latents(pipeline, images), prompts, grid, SIGNALS)
+    reference = Reference(
+        model=model,
+        settings=settings,
+        values={k: [float(x) for x in v] for k, v in values.items()},
+        prompts=prompts,
+        seconds=time.perf_counter() - started,
+    )
+    if cache is not None:
+        write_json(cache, reference.to_dict())
+    return reference
+
+
+def familiarity(
+    pipeline,
+    image: Image.Image,
+    domain: Domain,
+    *,
+    config: SignalConfig | None = None,
+    user_prompt: str | None = None,
+    read: Callable[[Image.Image], str | None] | None = None,
+    reference: Reference | None = None,
+    learned: dict[str, torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """The query's signals, the prompt they used and its source, their percentiles against
+    ``reference``, and (with ``learned``: ``{"m1": vectors, ...}``) the guidance gap of each set of
+    learned tokens, prompt-free. Seconds per part are recorded: the cost of each signal."""
+    config = config or SignalConfig()
+    grid = signal_grid(pipeline, config)
+    started = time.perf_counter()
+    latents = query_latents(pipeline, [image])
+    prompt, source = choose_prompt(image, domain, user=user_prompt, read=read)
+    chosen = time.perf_counter()
+    values = compute_signals(pipeline, latents, [prompt], grid, SIGNALS)
+    done = time.perf_counter()
+    signals = {name: float(v[0]) for name, v in values.items()}
+    out: dict[str, Any] = {
+        "signals": signals,
+        "prompt": prompt,
+        "prompt_source": source,
+        "grid": config.to_dict(),
+        "unet_evaluations": 2 * grid.size,
+        "seconds": {"prompt": chosen - started, "signals": done - chosen},
+    }
+    if reference is not None:
+        out["percentiles"] = reference.percentiles(signals)
+        out["reference"] = {"samples": reference.settings["samples"], "prompt": reference.settings["prompt"]}
+    if learned:
+        gaps = {}
+        for key, vectors in learned.items():
+            set_embeddings(pipeline, vectors)
+            text = domain.prompt.format(placeholder_phrase(len(vectors)))
+            gaps[key] = float(compute_signals(pipeline, latents, [text], grid, ["guidance_gap"])["guidance_gap"][0])
+        out["learned_token_gap"] = gaps
+        out["seconds"]["learned_token_gap"] = time.perf_counter() - done
+    return out
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise OriginalityError(f"unknown --signals {mode!r}; known: {', '.join(MODES)}")
+    return mode
+
+
+def needs_prompt(names: Sequence[str]) -> bool:
+    return bool(NEEDS_PROMPT & set(names))
