@@ -33,6 +33,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_detector.py
 	$(BIN)/python benchmarks/bench_inversion.py
 	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_signals.py
 
 clean-venv:
 	rm -rf $(VENV)

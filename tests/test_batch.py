@@ -180,3 +180,35 @@ def test_a_torn_last_record_does_not_swallow_the_next(tiny_model, tmp_path):
     distance = Counting()
     score_all(tmp_path / "in", pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=distance)
     assert distance.calls == 0  # b.png's record survived: nothing scored again
+
+
+def test_fast_signals_never_invert_and_report_percentiles(tiny_model, tmp_path, monkeypatch):
+    pipeline = load_pipeline(tiny_model)
+    (tmp_path / "in").mkdir()
+    for name, colour in [("a.png", "red"), ("b.png", "blue")]:
+        write_image(tmp_path / "in" / name, colour)
+    monkeypatch.setattr(batch_module, "score", lambda *a, **k: pytest.fail("--signals fast ran an inversion"))
+    config = score_preset("quick", **CONFIG, signals="fast", reference_samples=3)
+    records = score_all(
+        tmp_path / "in", pipeline, config, tmp_path / "out", progress=False, prompt="big red full circle"
+    )
+    assert [r["label"] for r in records] == ["signals only"] * 2
+    for r in records:
+        assert set(r["signals"]) == {"unconditional_loss", "conditional_loss", "guidance_gap"}
+        assert all(0 <= p <= 100 for p in r["percentiles"].values()) and r["prompt_source"] == "user"
+        result = json.loads((tmp_path / "out" / r["folder"] / "result.json").read_text())
+        assert result["familiarity"]["signals"] == r["signals"] and result["per_m"] == []
+    assert (tmp_path / "out" / "reference-shapes.json").is_file()
+    assert "guidance gap" in batch_module.summary_table(records)
+    assert "more familiar than" in batch_module.write_batch_report(tmp_path / "out", records).read_text()
+
+
+def test_all_signals_add_the_learned_tokens_gap_to_the_count(tiny_model, tmp_path):
+    pipeline = load_pipeline(tiny_model)
+    write_image(tmp_path / "a.png", "red")
+    config = score_preset("quick", **CONFIG, signals="all", reference_samples=2)
+    (record,) = score_all(tmp_path / "a.png", pipeline, config, tmp_path / "out", progress=False, distance=Counting())
+    assert record["label"] == "1" and set(record["learned_token_gap"]) == {"m1"}
+    result = json.loads((tmp_path / "out" / record["folder"] / "result.json").read_text())
+    assert result["familiarity"]["learned_token_gap"] == record["learned_token_gap"]
+    assert "Familiarity" in (tmp_path / "out" / record["folder"] / "report.html").read_text()

@@ -107,6 +107,11 @@ def test_score_bad_inputs_are_one_line_errors(tmp_path):
             ["score", str(tmp_path / "q.png"), "--phrase-length", "-1", "--out", str(tmp_path / "o")],
             "shift views and phrase length must be >= 0",
         ),
+        (["score", str(tmp_path / "q.png"), "--signals", "some", "--out", str(tmp_path / "o")], "unknown --signals"),
+        (
+            ["score", str(tmp_path / "q.png"), "--reference-samples", "1", "--out", str(tmp_path / "o")],
+            "reference samples must be >= 2",
+        ),
         (
             [
                 "detector",

@@ -28,7 +28,8 @@ from originality import runs
 from originality.domains import load_domain
 from originality.errors import OriginalityError
 from originality.images import load_query
-from originality.method.search import components, saved_config, score
+from originality.method.familiarity import SignalReader, learned_vectors
+from originality.method.search import components, library_versions, saved_config, score, write_result
 from originality.report.html import batch_report, score_report
 from originality.runs import Processes, processes
 
@@ -41,6 +42,7 @@ class Query:
     name: str
     path: Path
     domain: str | None = None
+    prompt: str | None = None  # the prompted signals' prompt, when the user gives one
 
 
 def list_inputs(source: str | Path) -> list[Query]:
@@ -60,7 +62,10 @@ def list_inputs(source: str | Path) -> list[Query]:
             raise OriginalityError(f"cannot read {source}: {exc}") from exc
         if not rows or "image" not in rows[0]:
             raise OriginalityError(f"{source} needs an 'image' column")
-        return [Query(r["image"], (source.parent / r["image"]), r.get("domain") or None) for r in rows]
+        return [
+            Query(r["image"], source.parent / r["image"], r.get("domain") or None, r.get("prompt") or r.get("caption"))
+            for r in rows
+        ]
     return [Query(source.name, source)]
 
 
@@ -82,11 +87,14 @@ def score_all(
     check=None,
     procs: Processes | None = None,
     model: str | None = None,
+    prompt: str | None = None,
 ) -> list[dict[str, Any]]:
     """Score every input not yet in ``out/results.jsonl``; returns all records, finished ones included.
 
     Under ``accelerate launch`` each process scores its share (``procs``: detected when None).
     ``model`` names the pipeline's model in the recorded settings (``models.pipeline.model_identity``).
+    ``prompt``: the prompted signals' prompt for every image without one of its own (a CSV's
+    ``prompt`` or ``caption`` column).
     """
     procs = procs or processes()
     queries = list_inputs(source)
@@ -105,6 +113,8 @@ def score_all(
             distance=distance,
             check=check,
             procs=procs,
+            model=model,
+            prompt=prompt,
         )
         procs.barrier()
         if procs.first:
@@ -164,56 +174,113 @@ def finished(out: Path) -> dict[str, dict[str, Any]]:
     return runs.read_records(out, RESULTS, "image")
 
 
-def _score_all(queries, pipeline, config, out: Path, *, domain, progress, distance, check, procs) -> None:
+def _score_all(queries, pipeline, config, out: Path, *, domain, progress, distance, check, procs, model, prompt):
     done = finished(out)
     side = pipeline.unet.config.sample_size * pipeline.vae_scale_factor
     folders = folder_names(queries, done)
     todo = [q for q in queries if q.name not in done][procs.index :: procs.count]
     results_file = out / runs.part_file(RESULTS, procs)
     built: dict[str, tuple] = {}  # one DreamSim / detector / CLIP per domain, not per image
+    signals = None
+    if config.signals != "none":
+        signals = SignalReader(
+            pipeline,
+            model=model or str(pipeline.config.get("_name_or_path", "unrecorded")),
+            samples=config.reference_samples,
+            steps=config.resolve(load_domain(domain)).inference_steps,
+            guidance=config.guidance_scale,
+            detector_threshold=config.detector_threshold,
+            cache_dir=out,
+            progress=progress,
+        )
     for q in tqdm(todo, desc="scoring", disable=not progress or len(todo) < 2, unit="image"):
         image = load_query(q.path, side)
         name = q.domain or domain
-        if (distance is None or (check is None and config.check)) and name not in built:
-            built[name] = components(config, load_domain(name), device=pipeline.device)
-        use_distance, use_check = distance, check
-        if name in built:
-            use_distance = distance or built[name][0]
-            use_check = check or built[name][1]
+        the_domain = load_domain(name)
         with runs.atomic_folder(out / folders[q.name]) as tmp:
-            result = score(
-                image,
-                pipeline,
-                config,
-                name,
-                distance=use_distance,
-                check=use_check,
-                out=tmp,
-                name=q.name,
-                progress=progress,
-            )
             runs.save_image(image, tmp / "query.png")
-            score_report(result.to_dict(), image, tmp)
+            read = None
+            if signals is not None:  # the optimisation-free part first: a fast run stops there
+                read = signals(image, the_domain, prompt=q.prompt or prompt)
+            if config.signals == "fast":
+                result = signals_only(q.name, read, config, the_domain)
+                runs.write_json(tmp / "result.json", result)
+            else:
+                if (distance is None or (check is None and config.check)) and name not in built:
+                    built[name] = components(config, the_domain, device=pipeline.device)
+                use_distance, use_check = distance, check
+                if name in built:
+                    use_distance = distance or built[name][0]
+                    use_check = check or built[name][1]
+                scored = score(
+                    image,
+                    pipeline,
+                    config,
+                    the_domain,
+                    distance=use_distance,
+                    check=use_check,
+                    out=tmp,
+                    name=q.name,
+                    progress=progress,
+                )
+                if read is not None:  # the learned tokens' gap, prompt-free: m = 1 and the count
+                    gaps = signals.learned(image, the_domain, learned_vectors(tmp, [1, scored.count or 1]))
+                    read["learned_token_gap"] = gaps["gaps"]
+                    read["seconds"]["learned_token_gap"] = gaps["seconds"]
+                    scored.familiarity = read
+                    write_result(scored, tmp)
+                result = scored.to_dict()
+            score_report(result, image, tmp)
         record = {
             "image": q.name,
             "folder": folders[q.name],
-            "count": result.count,
-            "label": result.label,
-            "soft_tokens": result.soft_tokens,
-            "distances": {t.m: t.distance for t in result.per_m},
+            "count": result["count"],
+            "label": result["label"],
+            "soft_tokens": result["soft_tokens"],
+            "distances": {t["m"]: t["distance"] for t in result["per_m"]},
             # the check's verdict does not depend on the threshold: kept so that a threshold
             # sweep can be redone from this file alone
-            "in_distribution": {t.m: t.in_distribution and t.in_distribution.passed for t in result.per_m},
+            "in_distribution": {t["m"]: (t["in_distribution"] or {}).get("passed") for t in result["per_m"]}
+            if result["per_m"]
+            else {},
             "process": procs.index,  # which of the launched processes scored it
         }
+        if read is not None:
+            record["signals"] = read["signals"]
+            record["percentiles"] = read.get("percentiles", {})
+            record["prompt_source"] = read["prompt_source"]
+            record["learned_token_gap"] = read.get("learned_token_gap", {})
         runs.append_jsonl(results_file, record)
 
 
+def signals_only(name: str, read: dict[str, Any], config, domain) -> dict[str, Any]:
+    """result.json of a ``--signals fast`` image: its familiarity, no token count."""
+    return {
+        "image": name,
+        "count": None,
+        "label": "signals only",
+        "soft_tokens": None,
+        "per_m": [],
+        "familiarity": read,
+        "settings": {"config": dataclasses.asdict(config), "domain": dataclasses.asdict(domain)},
+        "versions": library_versions(),
+    }
+
+
 def summary_table(records: list[dict[str, Any]]) -> str:
-    lines = [f"{'image':32s} {'tokens':>6s} {'soft':>5s}  distances by m"]
+    """One line per image: the token count and distances, and the familiarity signals when read."""
+    with_signals = any("percentiles" in r for r in records)
+    head = f"{'image':32s} {'tokens':>12s} {'soft':>5s}"
+    head += f"  {'guidance gap (pct)':>19s}" if with_signals else ""
+    lines = [head + "  distances by m"]
     for r in records:
+        soft = "" if r["soft_tokens"] is None else f"{r['soft_tokens']:5.2f}"
+        line = f"{r['image'][:32]:32s} {r['label']:>12s} {soft:>5s}"
+        if with_signals:
+            gap, pct = r.get("signals", {}).get("guidance_gap"), r.get("percentiles", {}).get("guidance_gap")
+            line += f"  {gap:9.3f} ({pct:5.1f}%)" if gap is not None and pct is not None else f"  {'':19s}"
         ds = " ".join(f"{m}:{d:.2f}" for m, d in r["distances"].items())
-        lines.append(f"{r['image'][:32]:32s} {r['label']:>6s} {r['soft_tokens']:5.2f}  {ds}")
+        lines.append(f"{line}  {ds}")
     return "\n".join(lines)
 
 

@@ -264,6 +264,8 @@ def _score_config(args: argparse.Namespace, **forced):
             "dreamsim_type": getattr(args, "dreamsim_type", None),
             "clip_model": getattr(args, "clip_model", None),
             "min_editability": getattr(args, "min_editability", None),
+            "signals": getattr(args, "signals", None),
+            "reference_samples": getattr(args, "reference_samples", None),
         }.items()
         if v is not None
     }
@@ -310,6 +312,7 @@ def _score(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         procs=procs,
         model=identity,
+        prompt=args.prompt,
     )
     if procs.index == 0:
         print(summary_table(records))
@@ -585,6 +588,14 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--dreamsim-type", help="ensemble (default, the paper's) or a single backbone: dino_vitb16, ...")
     score.add_argument("--clip-model", help="CLIP for the editability check (default openai/clip-vit-base-patch32)")
     score.add_argument("--min-editability", type=float, help="share of edited samples that must show the concept")
+    score.add_argument(
+        "--signals",
+        default="all",
+        help="familiarity signals: all (with the token count; default), fast (signals alone, no inversion: "
+        "seconds per image) or none (the token count alone)",
+    )
+    score.add_argument("--prompt", help="the prompted signals' prompt (default: the domain's reading of the image)")
+    score.add_argument("--reference-samples", type=int, help="the model's own samples the percentiles read against")
     _add_score_options(score)
     score.set_defaults(func=_score)
 

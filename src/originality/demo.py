@@ -47,9 +47,10 @@ def run_demo(
     config: ScoreConfig | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Score the shipped examples (``quick`` preset unless ``config``), print a table, write the report."""
+    """Score the shipped examples (``quick`` preset with the familiarity signals unless ``config``),
+    print a table, write the report."""
     out = Path(out)
-    config = (config or score_preset("quick")).resolve(load_domain("shapes"))
+    config = (config or score_preset("quick", signals="all")).resolve(load_domain("shapes"))
     # The model's identity holds a digest of its weights: a demo folder from an older shipped
     # model starts again rather than resuming.
     settings: dict[str, Any] = {"model": model_identity(model), "config": config.__dict__}
@@ -62,6 +63,11 @@ def run_demo(
     for r in records:
         ds = " ".join(f"{d:.2f}" for d in r["distances"].values())
         print(f"{r['image']:12s} {r['label']:>6s} {r['soft_tokens']:5.2f}  {ds:28s} {captions.get(r['image'], '')}")
+    if any("signals" in r for r in records):
+        print(f"\n{'query':12s} {'guidance gap':>12s}  more familiar than the model's own samples")
+        for r in records:
+            gap, pct = r["signals"]["guidance_gap"], r["percentiles"]["guidance_gap"]
+            print(f"{r['image']:12s} {gap:12.3f}  {pct:5.1f}%")
     report = write_batch_report(out / "scores", records)
     print(f"\nreport: {report} ({time.perf_counter() - started:.0f} s)")
     return records

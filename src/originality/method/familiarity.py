@@ -25,12 +25,13 @@ from typing import Any
 
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
+from originality.detection.detector import ElementDetector
 from originality.domains import Domain
 from originality.errors import OriginalityError
-from originality.method.inversion import placeholder_phrase, set_embeddings
+from originality.method.inversion import PLACEHOLDER, placeholder_phrase, set_embeddings
 from originality.method.signals import (
-    NEEDS_PROMPT,
     SIGNALS,
     SignalConfig,
     compute_signals,
@@ -42,7 +43,6 @@ from originality.models.pipeline import generate
 from originality.runs import read_json, write_json
 from originality.shapes.captions import caption
 
-MODES = ("none", "fast", "all")
 REFERENCE_SEED = 9_000_000  # the reference samples' seeds: apart from the scorer's and the experiments'
 
 
@@ -180,11 +180,9 @@ def familiarity(
     user_prompt: str | None = None,
     read: Callable[[Image.Image], str | None] | None = None,
     reference: Reference | None = None,
-    learned: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
-    """The query's signals, the prompt they used and its source, their percentiles against
-    ``reference``, and (with ``learned``: ``{"m1": vectors, ...}``) the guidance gap of each set of
-    learned tokens, prompt-free. Seconds per part are recorded: the cost of each signal."""
+    """The query's signals, the prompt they used and its source, and their percentiles against
+    ``reference``. Seconds per part are recorded: the cost of the signals."""
     config = config or SignalConfig()
     grid = signal_grid(pipeline, config)
     started = time.perf_counter()
@@ -205,22 +203,97 @@ def familiarity(
     if reference is not None:
         out["percentiles"] = reference.percentiles(signals)
         out["reference"] = {"samples": reference.settings["samples"], "prompt": reference.settings["prompt"]}
-    if learned:
-        gaps = {}
-        for key, vectors in learned.items():
-            set_embeddings(pipeline, vectors)
-            text = domain.prompt.format(placeholder_phrase(len(vectors)))
-            gaps[key] = float(compute_signals(pipeline, latents, [text], grid, ["guidance_gap"])["guidance_gap"][0])
-        out["learned_token_gap"] = gaps
-        out["seconds"]["learned_token_gap"] = time.perf_counter() - done
     return out
 
 
-def check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise OriginalityError(f"unknown --signals {mode!r}; known: {', '.join(MODES)}")
-    return mode
+def learned_token_gaps(
+    pipeline, image: Image.Image, domain: Domain, learned: dict[str, torch.Tensor], config: SignalConfig | None = None
+) -> dict[str, float]:
+    """The guidance gap of each set of learned tokens (``{"m1": vectors, ...}``) with the domain's
+    reconstruction prompt: the prompt-free reading, the paper's setting."""
+    grid = signal_grid(pipeline, config or SignalConfig())
+    latents = query_latents(pipeline, [image])
+    gaps = {}
+    for key, vectors in learned.items():
+        set_embeddings(pipeline, vectors)
+        text = domain.prompt.format(placeholder_phrase(len(vectors)))
+        gaps[key] = float(compute_signals(pipeline, latents, [text], grid, ["guidance_gap"])["guidance_gap"][0])
+    return gaps
 
 
-def needs_prompt(names: Sequence[str]) -> bool:
-    return bool(NEEDS_PROMPT & set(names))
+class SignalReader:
+    """The familiarity of each image of a run: one reference per domain (cached in ``cache_dir``),
+    the detector loaded only when a shapes image needs its reading as a prompt."""
+
+    def __init__(
+        self,
+        pipeline,
+        *,
+        model: str,
+        samples: int,
+        steps: int,
+        guidance: float,
+        detector_threshold: float,
+        cache_dir: str | Path | None = None,
+        config: SignalConfig | None = None,
+        progress: bool = True,
+    ):
+        self.pipeline, self.model, self.config = pipeline, model, config or SignalConfig()
+        self.samples, self.steps, self.guidance = samples, steps, guidance
+        self.detector_threshold, self.cache_dir, self.progress = detector_threshold, cache_dir, progress
+        self._references: dict[str, Reference] = {}
+        self._detector = None
+
+    def _read(self, domain: Domain) -> Callable[[Image.Image], str | None] | None:
+        if domain.name != "shapes":
+            return None
+
+        def read(image: Image.Image) -> str | None:
+            if self._detector is None:
+                self._detector = ElementDetector.load(threshold=self.detector_threshold)
+            return reading_prompt(domain, self._detector)(image)
+
+        return read
+
+    def reference(self, domain: Domain) -> Reference:
+        if domain.name not in self._references:
+            cache = None if self.cache_dir is None else Path(self.cache_dir) / f"reference-{domain.name}.json"
+            self._references[domain.name] = build_reference(
+                self.pipeline,
+                domain,
+                model=self.model,
+                config=self.config,
+                samples=self.samples,
+                steps=self.steps,
+                guidance=self.guidance,
+                read=self._read(domain),
+                cache=cache,
+                progress=self.progress,
+            )
+        return self._references[domain.name]
+
+    def __call__(self, image: Image.Image, domain: Domain, *, prompt: str | None = None) -> dict[str, Any]:
+        return familiarity(
+            self.pipeline,
+            image,
+            domain,
+            config=self.config,
+            user_prompt=prompt,
+            read=None if prompt else self._read(domain),
+            reference=self.reference(domain),
+        )
+
+    def learned(self, image: Image.Image, domain: Domain, learned: dict[str, torch.Tensor]) -> dict[str, float]:
+        started = time.perf_counter()
+        gaps = learned_token_gaps(self.pipeline, image, domain, learned, self.config)
+        return {"gaps": gaps, "seconds": time.perf_counter() - started}
+
+
+def learned_vectors(folder: Path, counts: Sequence[int]) -> dict[str, torch.Tensor]:
+    """The learned vectors a score saved, for each m in ``counts`` it has (``{"m1": ...}``)."""
+    out = {}
+    for m in dict.fromkeys(counts):
+        path = folder / "embeddings" / f"learned_embeds_m{m}.safetensors"
+        if path.is_file():
+            out[f"m{m}"] = load_file(path)[PLACEHOLDER]
+    return out

@@ -82,6 +82,11 @@ class ScoreConfig:
     # m copies of the initial token (the paper).
     progressive: bool = False
     seed: int = 0
+    # Familiarity signals beside the token count (method/signals.py): "none" (the token count
+    # alone), "fast" (the signals alone: no inversion at all) or "all" (both, and the learned
+    # tokens' gap); the percentiles are read against this many of the model's own samples.
+    signals: str = "none"
+    reference_samples: int = 64
 
     def resolve(self, domain: Domain) -> ScoreConfig:
         """A copy with every "the domain's" / default setting filled in for ``domain``."""
@@ -111,8 +116,14 @@ class ScoreConfig:
             raise OriginalityError(f"min editability must be in [0, 1], got {self.min_editability}")
         if not 0 < self.detector_threshold <= 1:
             raise OriginalityError(f"detector threshold must be in (0, 1], got {self.detector_threshold}")
+        if self.signals not in SIGNAL_MODES:
+            raise OriginalityError(f"unknown --signals {self.signals!r}; known: {', '.join(SIGNAL_MODES)}")
+        if self.reference_samples < 2:
+            raise OriginalityError(f"reference samples must be >= 2, got {self.reference_samples}")
         return self
 
+
+SIGNAL_MODES = ("none", "fast", "all")
 
 # Default pass thresholds per distance and preset. elements/quick: calibrated on the shipped model
 # (results/calibration/): pass at half the share of exact samples its common captions draw.
@@ -180,6 +191,8 @@ class OriginalityResult:
     settings: dict[str, Any] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    # The familiarity signals beside the count (method/familiarity.py), when they were read.
+    familiarity: dict[str, Any] | None = None
 
     @property
     def label(self) -> str:
@@ -237,7 +250,7 @@ def score(
         soft_tokens=float(config.max_tokens + 1),
         settings={"config": dataclasses.asdict(config), "domain": dataclasses.asdict(domain)},
         seeds=seeds,
-        versions=_versions(),
+        versions=library_versions(),
     )
     out = Path(out) if out is not None else None
     curve = []
@@ -414,7 +427,7 @@ def write_result(result: OriginalityResult, out: Path) -> Path:
     return write_json(out / "result.json", result.to_dict())
 
 
-def _versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
     return {
         "originality": __version__,
         "torch": torch.__version__,

@@ -33,10 +33,66 @@ img.px{image-rendering:pixelated}code{background:#f5f5f5;padding:1px 4px}
 """
 
 
+SOURCES = {
+    "user": "the prompt you gave",
+    "reading": "the caption read off the image",
+    "tokens": "the learned tokens",
+    "domain": "the domain's prompt",
+}
+MEANINGS = {
+    "guidance_gap": "how much the prompt changes the model's prediction (lower: the model expects this image)",
+    "unconditional_loss": "how well the model predicts the image's noise with no prompt",
+    "conditional_loss": "how well it predicts the noise with the prompt",
+}
+
+
+def familiarity_section(familiarity: dict[str, Any] | None) -> str:
+    """The familiarity signals in words and a small table (nothing when none were read)."""
+    if not familiarity:
+        return ""
+    e = html.escape
+    pct = familiarity.get("percentiles", {})
+    gap = pct.get("guidance_gap")
+    reference = familiarity.get("reference", {})
+    sentence = ""
+    if gap is not None:
+        sentence = (
+            f"<p><b>More familiar to this model than {gap:.0f}% of {reference.get('samples', 'its')} images it draws "
+            f"by itself</b> (guidance gap; 50% is typical of its own images, higher is more familiar).</p>"
+        )
+    rows = "".join(
+        f"<tr><td style='text-align:left'>{e(name)}</td><td>{value:.4f}</td>"
+        f"<td>{'—' if name not in pct else f'{pct[name]:.0f}%'}</td>"
+        f"<td style='text-align:left'>{e(MEANINGS.get(name, ''))}</td></tr>"
+        for name, value in familiarity["signals"].items()
+    )
+    learned = familiarity.get("learned_token_gap") or {}
+    learned_text = (
+        "<p>Guidance gap of the learned tokens (no prompt needed): "
+        + ", ".join(f"{e(k)} {v:.3f}" for k, v in learned.items())
+        + "</p>"
+        if learned
+        else ""
+    )
+    source = SOURCES.get(familiarity["prompt_source"], familiarity["prompt_source"])
+    return (
+        f"<h2>Familiarity</h2>{sentence}<p>Prompt: <code>{e(familiarity['prompt'])}</code> ({e(source)}).</p>"
+        "<table><tr><th>signal</th><th>value</th><th>more familiar than</th><th>what it measures</th></tr>"
+        f"{rows}</table>{learned_text}"
+    )
+
+
 def score_report(result: dict[str, Any], query: Image.Image, folder: Path) -> Path:
     """``report.html`` for one scored image, from its result dict and the files in ``folder``."""
     e = html.escape
     name = e(str(result["image"]))
+    if not result["per_m"]:  # signals only (--signals fast)
+        page = f"""<!doctype html><html><head><meta charset="utf-8"><title>originality: {name}</title>
+<style>{STYLE}</style></head><body><h1>Familiarity of <code>{name}</code></h1>
+<img class=px width=192 src='{inline_png(query)}'>{familiarity_section(result.get("familiarity"))}
+<p>No token count: scored with <code>--signals fast</code>.</p>
+<p>Versions: {e(json.dumps(result["versions"]))}</p></body></html>"""
+        return write_text(folder / "report.html", page)
     rows = []
     for t in result["per_m"]:
         verdict = t.get("in_distribution")
@@ -70,6 +126,7 @@ preset <code>{e(str(config["preset"]))}</code>, domain <code>{e(result["settings
 <table><tr><th>m</th><th>distance (mean ± sd)</th><th>in-distribution</th><th>passed</th>
 <th>inversion steps</th><th>time</th></tr>{"".join(rows)}</table>
 <img src='{inline_png(curve)}'>
+{familiarity_section(result.get("familiarity"))}
 {"".join(sections)}
 <p>Versions: {e(json.dumps(result["versions"]))}</p></body></html>"""
     return write_text(folder / "report.html", page)
@@ -80,19 +137,25 @@ def batch_report(records: list[dict[str, Any]], out: Path, title: str = "origina
     e = html.escape
     results = []
     rows = []
+    names = list(dict.fromkeys(n for r in records for n in r.get("signals", {})))
     for r in records:
         folder = out / r["folder"]
         result_file = folder / "result.json"
-        if result_file.is_file():
+        if result_file.is_file() and r["distances"]:
             results.append(json.loads(result_file.read_text()))
         distances = " ".join(f"{m}: {d:.2f}" for m, d in r["distances"].items())
         query = folder / "query.png"
         img = f"<img class=px width=64 src='{inline_png(query)}'>" if query.is_file() else ""
+        soft = "—" if r["soft_tokens"] is None else f"{r['soft_tokens']:.2f}"
+        signals = "".join(_signal_cell(r, name) for name in names)
         rows.append(
             f"<tr><td style='text-align:left'><a href='{e(r['folder'])}/report.html'>{e(r['image'])}</a></td>"
-            f"<td>{img}</td><td><b>{e(r['label'])}</b></td><td>{r['soft_tokens']:.2f}</td>"
+            f"<td>{img}</td><td><b>{e(r['label'])}</b></td><td>{soft}</td>{signals}"
             f"<td style='text-align:left'>{e(distances)}</td></tr>"
         )
+    heads = "".join(
+        f"<th>{e(name.replace('_', ' '))}<br><small>value (more familiar than)</small></th>" for name in names
+    )
     curves = ""
     if results:
         plot = distance_curve(results, out / "distance_curves.png", labels=[r["image"] for r in results])
@@ -101,9 +164,17 @@ def batch_report(records: list[dict[str, Any]], out: Path, title: str = "origina
 <style>{STYLE}</style></head><body><h1>{e(title)}</h1>
 <p>Minimum tokens that reconstruct each image in-distribution ("+": none within M); the soft count
 places an image between counts; distances by token count m. Each name links to its own report.</p>
-<table><tr><th>image</th><th></th><th>tokens</th><th>soft</th><th>distance by m</th></tr>{"".join(rows)}</table>
+<table><tr><th>image</th><th></th><th>tokens</th><th>soft</th>{heads}<th>distance by m</th></tr>{"".join(rows)}</table>
 {curves}</body></html>"""
     return write_text(out / "report.html", page)
+
+
+def _signal_cell(record: dict[str, Any], name: str) -> str:
+    value = record.get("signals", {}).get(name)
+    if value is None:
+        return "<td>—</td>"
+    pct = record.get("percentiles", {}).get(name)
+    return f"<td>{value:.3f}" + ("" if pct is None else f" ({pct:.0f}%)") + "</td>"
 
 
 def generalization_report(summary: dict[str, Any], out: Path) -> Path:
