@@ -16,7 +16,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 demo: $(BIN)/.installed
 	$(BIN)/originality demo
 
-LINTED := src tests benchmarks research
+LINTED := src tests benchmarks research scripts
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check $(LINTED)

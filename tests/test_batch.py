@@ -207,8 +207,9 @@ def test_all_signals_add_the_learned_tokens_gap_to_the_count(tiny_model, tmp_pat
     pipeline = load_pipeline(tiny_model)
     write_image(tmp_path / "a.png", "red")
     config = score_preset("quick", **CONFIG, signals="all", reference_samples=2)
-    (record,) = score_all(tmp_path / "a.png", pipeline, config, tmp_path / "out", progress=False, distance=Counting())
+    out = tmp_path / "out"
+    (record,) = score_all(tmp_path / "a.png", pipeline, config, out, progress=False, distance=Counting(), prompt="red")
     assert record["label"] == "1" and set(record["learned_token_gap"]) == {"m1"}
-    result = json.loads((tmp_path / "out" / record["folder"] / "result.json").read_text())
+    result = json.loads((out / record["folder"] / "result.json").read_text())
     assert result["familiarity"]["learned_token_gap"] == record["learned_token_gap"]
-    assert "Familiarity" in (tmp_path / "out" / record["folder"] / "report.html").read_text()
+    assert "Familiarity" in (out / record["folder"] / "report.html").read_text()

@@ -27,9 +27,18 @@ from tqdm.auto import tqdm
 from originality import runs
 from originality.domains import load_domain
 from originality.errors import OriginalityError
-from originality.images import load_query
+from originality.images import load_query, open_header
 from originality.method.familiarity import SignalReader, learned_vectors
-from originality.method.search import components, library_versions, saved_config, score, write_result
+from originality.method.query_reading import read_query
+from originality.method.search import (
+    components,
+    library_versions,
+    needs_reading,
+    saved_config,
+    score,
+    shapes_detector,
+    write_result,
+)
 from originality.report.html import batch_report, score_report
 from originality.runs import Processes, processes
 
@@ -46,6 +55,8 @@ class Query:
 
 
 def list_inputs(source: str | Path) -> list[Query]:
+    """The images to score, every one checked (it exists, its header reads, its size is within
+    limits) before any model loads: a bad row fails the run at once, not after the rows before it."""
     source = Path(source)
     if not source.exists():
         raise OriginalityError(f"not found: {source}")
@@ -53,8 +64,8 @@ def list_inputs(source: str | Path) -> list[Query]:
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not files:
             raise OriginalityError(f"no images in {source}")
-        return [Query(p.name, p) for p in files]
-    if source.suffix.lower() == ".csv":
+        queries = [(p.name, Query(p.name, p)) for p in files]
+    elif source.suffix.lower() == ".csv":
         try:
             with source.open(newline="") as f:
                 rows = list(csv.DictReader(f))
@@ -62,11 +73,20 @@ def list_inputs(source: str | Path) -> list[Query]:
             raise OriginalityError(f"cannot read {source}: {exc}") from exc
         if not rows or "image" not in rows[0]:
             raise OriginalityError(f"{source} needs an 'image' column")
-        return [
-            Query(r["image"], source.parent / r["image"], r.get("domain") or None, r.get("prompt") or r.get("caption"))
-            for r in rows
-        ]
-    return [Query(source.name, source)]
+        queries = []
+        for n, r in enumerate(rows, start=2):  # row 1 is the header
+            where = f"{source}, row {n}"
+            if not (r.get("image") or "").strip():
+                raise OriginalityError(f"{where}: empty 'image'")
+            prompt = r.get("prompt") or r.get("caption") or None
+            queries.append((where, Query(r["image"], source.parent / r["image"], r.get("domain") or None, prompt)))
+    else:
+        queries = [(source.name, Query(source.name, source))]
+    for where, q in queries:
+        if not q.path.is_file():
+            raise OriginalityError(f"{where}: no image file {q.path}")
+        open_header(q.path).close()
+    return [q for _, q in queries]
 
 
 def safe_name(name: str) -> str:
@@ -181,6 +201,7 @@ def _score_all(queries, pipeline, config, out: Path, *, domain, progress, distan
     todo = [q for q in queries if q.name not in done][procs.index :: procs.count]
     results_file = out / runs.part_file(RESULTS, procs)
     built: dict[str, tuple] = {}  # one DreamSim / detector / CLIP per domain, not per image
+    reading_detector = None
     signals = None
     if config.signals != "none":
         signals = SignalReader(
@@ -197,13 +218,23 @@ def _score_all(queries, pipeline, config, out: Path, *, domain, progress, distan
         image = load_query(q.path, side)
         name = q.domain or domain
         the_domain = load_domain(name)
+        resolved = config.resolve(the_domain)
+        user_prompt = q.prompt or prompt
+        reading = None
+        if the_domain.name == "shapes" and (
+            needs_reading(resolved, the_domain, distance) or (signals is not None and not user_prompt)
+        ):
+            if reading_detector is None:  # one per run, loaded when a query first needs it
+                reading_detector = shapes_detector(dataclasses.replace(resolved, distance="elements"))
+            reading = read_query(image, the_domain, detector=reading_detector)
         with runs.atomic_folder(out / folders[q.name]) as tmp:
             runs.save_image(image, tmp / "query.png")
             read = None
-            if signals is not None:  # the optimisation-free part first: a fast run stops there
-                read = signals(image, the_domain, prompt=q.prompt or prompt)
-            if config.signals == "fast":
-                result = signals_only(q.name, read, config, the_domain)
+            skip = reading is not None and not reading.readable and not config.force
+            if signals is not None and not skip:  # the optimisation-free part first: a fast run stops there
+                read = signals(image, the_domain, prompt=user_prompt)
+            if config.signals == "fast" or skip:
+                result = signals_only(q.name, read, config, the_domain, reading)
                 runs.write_json(tmp / "result.json", result)
             else:
                 if (distance is None or (check is None and config.check)) and name not in built:
@@ -222,6 +253,7 @@ def _score_all(queries, pipeline, config, out: Path, *, domain, progress, distan
                     out=tmp,
                     name=q.name,
                     progress=progress,
+                    reading=reading,
                 )
                 if read is not None:  # the learned tokens' gap, prompt-free: m = 1 and the count
                     gaps = signals.learned(image, the_domain, learned_vectors(tmp, [1, scored.count or 1]))
@@ -245,6 +277,10 @@ def _score_all(queries, pipeline, config, out: Path, *, domain, progress, distan
             else {},
             "process": procs.index,  # which of the launched processes scored it
         }
+        if result.get("reading") is not None:
+            record["reading"] = result["reading"]
+        if result["label"] == "unreadable":
+            record["reason"] = result["reading"]["reason"]
         if read is not None:
             record["signals"] = read["signals"]
             record["percentiles"] = read.get("percentiles", {})
@@ -253,12 +289,15 @@ def _score_all(queries, pipeline, config, out: Path, *, domain, progress, distan
         runs.append_jsonl(results_file, record)
 
 
-def signals_only(name: str, read: dict[str, Any], config, domain) -> dict[str, Any]:
-    """result.json of a ``--signals fast`` image: its familiarity, no token count."""
+def signals_only(name: str, read: dict[str, Any] | None, config, domain, reading=None) -> dict[str, Any]:
+    """result.json of an image with no token count: a ``--signals fast`` one (its familiarity), or
+    one that could not be read (why)."""
+    unreadable = reading is not None and not reading.readable and not config.force
     return {
         "image": name,
         "count": None,
-        "label": "signals only",
+        "label": "unreadable" if unreadable else "signals only",
+        "reading": None if reading is None else reading.to_dict(),
         "soft_tokens": None,
         "per_m": [],
         "familiarity": read,

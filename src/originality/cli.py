@@ -225,10 +225,9 @@ def _detector_detect(args: argparse.Namespace) -> None:
     from originality.detection.detector import ElementDetector, to_rgb
     from originality.runs import save_image
 
+    images = [to_rgb(p) for p in args.images]  # every image read before anything is written
     detector = ElementDetector.load(args.detector)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    images = [to_rgb(p) for p in args.images]
     for path, image, found in zip(args.images, images, detector.detect(images, threshold=args.threshold), strict=True):
         scale = max(1, 256 // image.width)
         canvas = image.resize((image.width * scale, image.height * scale), resample=0)
@@ -271,6 +270,8 @@ def _score_config(args: argparse.Namespace, **forced):
     }
     if getattr(args, "full_curve", False):
         overrides["full_curve"] = True
+    if getattr(args, "force", False):
+        overrides["force"] = True
     if args.no_check:
         overrides["check"] = None
     return score_preset(args.preset, **{**overrides, **forced})
@@ -318,6 +319,9 @@ def _score(args: argparse.Namespace) -> None:
         print(summary_table(records))
         report = write_batch_report(args.out, records)
         print(f"results: {Path(args.out) / 'results.jsonl'}; report: {report}")
+        unread = [r for r in records if r["label"] == "unreadable"]
+        if len(records) == 1 and unread:  # one image and no verdict: the exit status says so
+            raise OriginalityError(f"{unread[0]['image']} is unreadable: {unread[0]['reason']} (--force scores it)")
 
 
 def _experiment_min_tokens(args: argparse.Namespace) -> None:
@@ -593,6 +597,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         help="familiarity signals: all (with the token count; default), fast (signals alone, no inversion: "
         "seconds per image) or none (the token count alone)",
+    )
+    score.add_argument(
+        "--force", action="store_true", help="score a shapes query the detector could not read in full anyway"
     )
     score.add_argument("--prompt", help="the prompted signals' prompt (default: the domain's reading of the image)")
     score.add_argument("--reference-samples", type=int, help="the model's own samples the percentiles read against")

@@ -21,15 +21,36 @@ from originality.errors import OriginalityError
 MIN_SIDE, MAX_SIDE = 8, 16384
 
 
+def open_header(path: str | Path) -> Image.Image:
+    """The image file opened, its header read and its size checked, its pixels not yet decoded.
+
+    The sides are checked against this module's limits here, before Pillow decodes anything: its
+    own guard (a pixel count) would otherwise end a large file in a traceback, or decode a huge
+    one before our check could refuse it."""
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # our limit on the sides, below, takes its place
+    try:
+        opened = Image.open(path)
+    except (OSError, ValueError) as exc:
+        raise OriginalityError(f"cannot read image {path}: {exc}") from exc
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+    w, h = opened.size
+    if min(w, h) < MIN_SIDE or max(w, h) > MAX_SIDE:
+        opened.close()
+        raise OriginalityError(f"image {path} is {w}x{h} px: sides must be between {MIN_SIDE} and {MAX_SIDE} px")
+    return opened
+
+
 def to_rgb(image: Image.Image | np.ndarray | str | Path) -> Image.Image:
     """An RGB PIL image from a PIL image, an array or a file; transparency goes on white."""
     if isinstance(image, str | Path):
-        try:
-            with Image.open(image) as opened:
+        with open_header(image) as opened:
+            try:
                 opened.load()
-                image = opened.copy()
-        except (OSError, ValueError) as exc:
-            raise OriginalityError(f"cannot read image {image}: {exc}") from exc
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                raise OriginalityError(f"cannot read image {image}: {exc}") from exc
+            image = opened.copy()
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     if image.width == 0 or image.height == 0:

@@ -18,6 +18,7 @@ files other processes write, with no collective call to time out.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -74,8 +75,24 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def finite(data: Any) -> Any:
+    """``data`` with every NaN or infinity replaced by None: JSON has no such numbers."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite(v) for v in data]
+    return data
+
+
+def dumps(data: Any, indent: int | None = None) -> str:
+    """Strict JSON (what any reader parses): non-finite numbers written as null."""
+    return json.dumps(finite(data), indent=indent, allow_nan=False)
+
+
 def write_json(path: str | Path, data: Any) -> Path:
-    return write_text(path, json.dumps(data, indent=1) + "\n")
+    return write_text(path, dumps(data, indent=1) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
@@ -132,7 +149,7 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     repair_jsonl(path)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, (json.dumps(record) + "\n").encode())
+        os.write(fd, (dumps(record) + "\n").encode())
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -21,7 +21,6 @@ variant of one (weighting, gap form, normalisations), is computed from them afte
 from __future__ import annotations
 
 import csv
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,7 +188,7 @@ def run_signals(
     summary["weights"] = weights
     values = summary.pop("values")
     with runs.atomic_path(out / "values.jsonl") as tmp:
-        tmp.write_text("".join(json.dumps({"image": i, "group": g, "values": v}) + "\n" for i, g, v in values))
+        tmp.write_text("".join(runs.dumps({"image": i, "group": g, "values": v}) + "\n" for i, g, v in values))
     summary["model"] = settings["model"]
     summary["tokens_from"] = str(tokens_from) if tokens_from else None
     runs.write_json(out / "summary.json", summary)

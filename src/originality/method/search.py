@@ -15,6 +15,7 @@ spread of the per-sample distances over the N seeds.
 from __future__ import annotations
 
 import dataclasses
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from originality.errors import OriginalityError
 from originality.method.distances import Distance, get_distance, reads_elements
 from originality.method.in_distribution import Check, Verdict, get_check
 from originality.method.inversion import Inversion, InversionSettings, image_latents, invert, save_embeddings
+from originality.method.query_reading import QueryReading, read_query
 from originality.method.reconstruction import reconstruct
 from originality.presets import from_preset
 from originality.report.grids import image_grid
@@ -87,6 +89,8 @@ class ScoreConfig:
     # tokens' gap); the percentiles are read against this many of the model's own samples.
     signals: str = "none"
     reference_samples: int = 64
+    # Score a shapes query the detector could not read in full (method/query_reading.py) anyway.
+    force: bool = False
 
     def resolve(self, domain: Domain) -> ScoreConfig:
         """A copy with every "the domain's" / default setting filled in for ``domain``."""
@@ -116,6 +120,16 @@ class ScoreConfig:
             raise OriginalityError(f"min editability must be in [0, 1], got {self.min_editability}")
         if not 0 < self.detector_threshold <= 1:
             raise OriginalityError(f"detector threshold must be in (0, 1], got {self.detector_threshold}")
+        numbers = {
+            "threshold": (self.threshold, 0.0, 1.0),
+            "lr": (self.lr, 1e-12, 10.0),
+            "guidance scale": (self.guidance_scale, 0.0, 100.0),
+            "min improvement": (self.min_improvement, 0.0, 1.0),
+            "norm cap": (self.norm_cap, 0.0, 100.0),
+        }
+        for label, (value, low, high) in numbers.items():
+            if value is not None and not (math.isfinite(value) and low <= value <= high):
+                raise OriginalityError(f"{label} must be a number in [{low:g}, {high:g}], got {value}")
         if self.signals not in SIGNAL_MODES:
             raise OriginalityError(f"unknown --signals {self.signals!r}; known: {', '.join(SIGNAL_MODES)}")
         if self.reference_samples < 2:
@@ -186,16 +200,22 @@ class TokenResult:
 class OriginalityResult:
     image: str
     count: int | None  # None: "+" (not reconstructed within M tokens)
-    soft_tokens: float
+    soft_tokens: float | None
     per_m: list[TokenResult] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     # The familiarity signals beside the count (method/familiarity.py), when they were read.
     familiarity: dict[str, Any] | None = None
+    # How the query was read (method/query_reading.py); ``unreadable``: why it was not scored.
+    reading: dict[str, Any] | None = None
+    unreadable: str | None = None
+    forced: bool = False  # scored although the query was not read in full (--force)
 
     @property
     def label(self) -> str:
+        if self.unreadable is not None:
+            return "unreadable"
         return "+" if self.count is None else str(self.count)
 
     def to_dict(self) -> dict[str, Any]:
@@ -231,14 +251,20 @@ def score(
     name: str = "query",
     progress: bool = False,
     on_token: Callable[[TokenResult], None] | None = None,
+    reading: QueryReading | None = None,
 ) -> OriginalityResult:
     """Score one image. ``out`` (optional) receives result.json, embeddings and sample grids.
 
     ``distance`` and ``check`` default to the config's (resolved for the domain); pass them to
     share one loaded DreamSim / detector / CLIP across many images (see :func:`components`).
+    A shapes query whose verdict would rest on a reading that misses part of it is not scored:
+    its label is ``unreadable`` (``config.force`` scores it anyway). ``reading``: the query's
+    reading when the caller made it (a batch, with its one detector).
     """
     domain = load_domain(domain) if isinstance(domain, str) else domain
     config = config.resolve(domain)
+    if reading is None and needs_reading(config, domain, distance):
+        reading = read_query(image, domain, detector=shapes_detector(config))
     if distance is None or (check is None and config.check):
         built_distance, built_check = components(config, domain, device=pipeline.device)
         distance = distance or built_distance
@@ -253,6 +279,15 @@ def score(
         versions=library_versions(),
     )
     out = Path(out) if out is not None else None
+    if reading is not None:
+        result.reading = reading.to_dict()
+        result.forced = not reading.readable and config.force
+        if not reading.readable and not config.force:
+            result.unreadable = reading.reason
+            result.soft_tokens = None
+            if out is not None:
+                write_result(result, out)
+            return result
     curve = []
     latents = image_latents(pipeline, image, config.shift_views, config.seed)  # once for every m
     previous = None
@@ -302,6 +337,12 @@ def score(
     if out is not None:
         write_result(result, out)
     return result
+
+
+def needs_reading(config: ScoreConfig, domain: Domain, distance: Distance | None = None) -> bool:
+    """Whether a shapes verdict rests on the detector's reading of the query (no distance of the
+    caller's own replaces the config's)."""
+    return domain.name == "shapes" and distance is None and reads_elements(config.distance, config.check)
 
 
 def sample_seeds(config: ScoreConfig) -> list[int]:
@@ -354,7 +395,7 @@ def invert_and_reconstruct(
 def components(config: ScoreConfig, domain: Domain, *, device=None) -> tuple[Distance, Check | None]:
     """The distance and in-distribution check a resolved ``config`` names, built once."""
     config = config.resolve(domain)
-    detector = _shapes_detector(config)
+    detector = shapes_detector(config)
     distance = get_distance(
         config.distance,
         detector=detector,
@@ -392,7 +433,7 @@ def _edit_renderer(pipeline, embeddings, config: ScoreConfig) -> Callable[[str],
     return render
 
 
-def _shapes_detector(config: ScoreConfig):
+def shapes_detector(config: ScoreConfig):
     """One element detector shared by the ``elements`` / ``shapes`` distance and the ``positions`` check."""
     if not reads_elements(config.distance, config.check):
         return None

@@ -235,9 +235,11 @@ def load_pipeline(
         )
     except (OSError, ValueError) as exc:
         if isinstance(source, str):
+            # The hub's own text points at a stack trace the user does not see.
+            detail = str(exc).splitlines()[0].replace("Please check out the root cause in the stacktrace above.", "")
             raise OriginalityError(
-                f"cannot load model {source!r} from the hub or the cache {cache_dir or HF_HUB_CACHE} "
-                f"(offline, a wrong id, or no safetensors weights): {str(exc).splitlines()[0]}"
+                f"model {source!r} is no local folder, and no hub model of that id loads from the hub or the "
+                f"cache {cache_dir or HF_HUB_CACHE} (offline, a wrong id, or no safetensors weights): {detail.strip()}"
             ) from exc
         raise OriginalityError(f"cannot load pipeline {source}: {str(exc).splitlines()[0]}") from exc
     check_text_encoder(pipeline, str(source))

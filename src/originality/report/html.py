@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from originality.report.plots import distance_curve
 from originality.runs import write_text
@@ -82,15 +82,58 @@ def familiarity_section(familiarity: dict[str, Any] | None) -> str:
     )
 
 
+def boxed(query: Image.Image, reading: dict[str, Any] | None, scale: int = 4) -> Image.Image:
+    """The query enlarged, each element the detector read boxed: green when read surely, red when not."""
+    canvas = query.convert("RGB").resize((query.width * scale, query.height * scale), Image.Resampling.NEAREST)
+    draw = ImageDraw.Draw(canvas)
+    for element in (reading or {}).get("elements", []):
+        x0, y0, x1, y1 = (v * scale for v in element["box"])
+        colour = (26, 127, 55) if element["confidence"] >= 0.9 else (180, 35, 24)
+        draw.rectangle((x0, y0, x1, y1), outline=colour, width=2)
+    return canvas
+
+
+def reading_section(reading: dict[str, Any] | None) -> str:
+    """How the query was read: its elements and their confidence, or what the distance compares."""
+    if not reading:
+        return ""
+    e = html.escape
+    if reading.get("compares"):
+        return f"<p>Read as: {e(reading['compares'])}.</p>"
+    rows = "".join(
+        f"<tr><td style='text-align:left'>{e(x['element'])}</td><td>{x['confidence']:.2f}</td>"
+        f"<td>{e(', '.join(f'{v:.0f}' for v in x['box']))}</td></tr>"
+        for x in reading["elements"]
+    )
+    verdict = (
+        "<p class=pass>Read in full: every element at confidence 0.9 or more, nothing drawn outside them.</p>"
+        if reading["readable"]
+        else f"<p class=fail>Not read in full: {e(reading['reason'] or '')}.</p>"
+    )
+    return (
+        "<h2>How the query was read</h2>" + verdict + "<table><tr><th>element</th><th>confidence</th>"
+        f"<th>box (x0, y0, x1, y1)</th></tr>{rows}</table>"
+    )
+
+
 def score_report(result: dict[str, Any], query: Image.Image, folder: Path) -> Path:
     """``report.html`` for one scored image, from its result dict and the files in ``folder``."""
     e = html.escape
     name = e(str(result["image"]))
-    if not result["per_m"]:  # signals only (--signals fast)
+    reading = result.get("reading")
+    if not result["per_m"]:  # no token count: --signals fast, or a query that could not be read
+        if result["label"] == "unreadable":
+            headline = (
+                f"<h1><code>{name}</code> was not scored: unreadable</h1><p>The detector could not read this "
+                "image in full, so a token count would describe another image. Nothing was scored; "
+                "<code>--force</code> scores it anyway.</p>"
+            )
+        else:
+            headline = f"<h1>Familiarity of <code>{name}</code></h1><p>No token count: <code>--signals fast</code>.</p>"
         page = f"""<!doctype html><html><head><meta charset="utf-8"><title>originality: {name}</title>
-<style>{STYLE}</style></head><body><h1>Familiarity of <code>{name}</code></h1>
-<img class=px width=192 src='{inline_png(query)}'>{familiarity_section(result.get("familiarity"))}
-<p>No token count: scored with <code>--signals fast</code>.</p>
+<style>{STYLE}</style></head><body>{headline}
+<img class=px src='{inline_png(boxed(query, reading))}'>{reading_section(reading)}
+{familiarity_section(result.get("familiarity"))}
 <p>Versions: {e(json.dumps(result["versions"]))}</p></body></html>"""
         return write_text(folder / "report.html", page)
     rows = []
@@ -122,7 +165,7 @@ def score_report(result: dict[str, Any], query: Image.Image, folder: Path) -> Pa
 (soft count {result["soft_tokens"]:.2f}; "+" means none within M = {config["max_tokens"]}).
 Distance <code>{e(str(config["distance"]))}</code>, threshold {config["threshold"]}, N = {config["samples"]} samples,
 preset <code>{e(str(config["preset"]))}</code>, domain <code>{e(result["settings"]["domain"]["name"])}</code>.</p>
-<img class=px width=192 src='{inline_png(query)}'>
+<img class=px src='{inline_png(boxed(query, reading))}'>{reading_section(reading)}
 <table><tr><th>m</th><th>distance (mean ± sd)</th><th>in-distribution</th><th>passed</th>
 <th>inversion steps</th><th>time</th></tr>{"".join(rows)}</table>
 <img src='{inline_png(curve)}'>

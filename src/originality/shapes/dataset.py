@@ -93,8 +93,21 @@ def _chunks(n: int, shard_size: int) -> list[tuple[int, int]]:
     return out
 
 
+# The renderer's tested range; beyond it one image alone runs to gigabytes.
+MIN_SIZE, MAX_SIZE = 8, 1024
+MAX_IMAGES = 10_000_000
+
+
 def check_output_dir(out: Path, overwrite: bool) -> None:
-    """Refuse an existing non-empty folder (unless ``overwrite``) or an unwritable parent."""
+    """Refuse an existing non-empty folder (unless ``overwrite``) or an unwritable parent, and never
+    take a folder whose replacement would delete the current folder, a parent of it, the root or
+    the home folder."""
+    target = out.resolve()
+    here = Path.cwd().resolve()
+    if target == here or target in here.parents or target == Path(target.anchor) or target == Path.home().resolve():
+        raise OriginalityError(
+            f"--out {out} is the current folder, a parent of it, the root or home: choose a new folder"
+        )
     if out.exists():
         if not out.is_dir():
             raise OriginalityError(f"output {out} exists and is not a folder")
@@ -130,8 +143,10 @@ def make_dataset(
     """Render ``n`` images of ``spec`` into the dataset folder ``out``; returns ``out``."""
     if n < 1:
         raise OriginalityError(f"--n must be >= 1, got {n}")
-    if size < 8:
-        raise OriginalityError(f"--size must be >= 8 px, got {size}")
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise OriginalityError(f"--size must be between {MIN_SIZE} and {MAX_SIZE} px, got {size}")
+    if n > MAX_IMAGES:
+        raise OriginalityError(f"--n must be at most {MAX_IMAGES:,}, got {n:,}")
     if shard_size < 1:
         raise OriginalityError(f"shard size must be >= 1, got {shard_size}")
     out = Path(out)
