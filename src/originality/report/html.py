@@ -11,6 +11,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from originality.report.grids import mark_cells
+from originality.report.intervals import mean_interval
 from originality.report.plots import distance_curve
 from originality.runs import write_text
 
@@ -93,6 +95,67 @@ def boxed(query: Image.Image, reading: dict[str, Any] | None, scale: int = 4) ->
     return canvas
 
 
+def verdict_sentence(result: dict[str, Any]) -> str:
+    """The verdict in one sentence a reader who is not an engineer can act on."""
+    m_max = result["settings"]["config"]["max_tokens"]
+    familiar = ""
+    pct = ((result.get("familiarity") or {}).get("percentiles") or {}).get("guidance_gap")
+    if pct is not None:
+        familiar = f" It is more familiar to the model than {pct:.0f}% of the images the model draws by itself."
+    if result["count"] is None:
+        return (
+            f"Original to this model: even {m_max} learned words do not let it redraw this image "
+            f"(the most the search tries).{familiar}"
+        )
+    words = "one learned word" if result["count"] == 1 else f"{result['count']} learned words"
+    return (
+        f"{result['count']} token{'s' if result['count'] > 1 else ''}: this model needs {words} to redraw this "
+        f"image; the fewer it needs, the more the image resembles what the model already knows.{familiar}"
+    )
+
+
+def evidence_section(verdict: dict[str, Any] | None) -> str:
+    """The in-distribution check's verdict as a sentence, its evidence as a small table."""
+    if not verdict:
+        return ""
+    e = html.escape
+    ev = verdict["evidence"]
+    outcome = "passed" if verdict["passed"] else "failed"
+    if verdict["name"] == "positions":
+        sentence = (
+            f"In-distribution check {outcome}: of {ev['matching_samples']} samples holding the query's elements, "
+            f"{ev['copies_of_query_layout']} copy its layout (at most {ev['max_copies']:.0%} may); the tokens "
+            + ("did not memorise where things are." if verdict["passed"] else "memorised where things are.")
+        )
+    elif verdict["name"] == "editability":
+        sentence = (
+            f"In-distribution check {outcome}: edited prompts still show the {ev['concept']} in "
+            f"{ev['shows_concept']:.0%} of samples (at least {ev['min_fraction']:.0%} needed)."
+        )
+    else:
+        sentence = f"In-distribution check {verdict['name']} {outcome}."
+    rows = "".join(
+        f"<tr><td style='text-align:left'>{e(str(k).replace('_', ' '))}</td><td>{e(_plain(v))}</td></tr>"
+        for k, v in ev.items()
+    )
+    return f"<p>{e(sentence)}</p><table>{rows}</table>"
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_plain(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_plain(v) for v in value)
+    return "—" if value is None else str(value)
+
+
+def _binary(token: dict[str, Any]) -> bool:
+    """Whether a token count's distances are per-sample matches (0) and misses (1)."""
+    return bool(token.get("distances")) and all(d in (0, 1) for d in token["distances"])
+
+
 def reading_section(reading: dict[str, Any] | None) -> str:
     """How the query was read: its elements and their confidence, or what the distance compares."""
     if not reading:
@@ -138,10 +201,11 @@ def score_report(result: dict[str, Any], query: Image.Image, folder: Path) -> Pa
         return write_text(folder / "report.html", page)
     rows = []
     for t in result["per_m"]:
+        low, high = mean_interval(t.get("distances") or [t["distance"]])
         verdict = t.get("in_distribution")
         check = "—" if verdict is None else ("pass" if verdict["passed"] else "fail")
         rows.append(
-            f"<tr><td>{t['m']}</td><td>{t['distance']:.3f} ± {t['distance_std']:.3f}</td>"
+            f"<tr><td>{t['m']}</td><td>{t['distance']:.3f} [{low:.2f}, {high:.2f}]</td>"
             f"<td>{e(check)}</td><td class={'pass' if t['passed'] else 'fail'}>{'yes' if t['passed'] else 'no'}</td>"
             f"<td>{t['inversion_steps']}{' (converged)' if t['stopped_early'] else ''}</td>"
             f"<td>{sum(t['seconds'].values()):.0f} s</td></tr>"
@@ -151,8 +215,13 @@ def score_report(result: dict[str, Any], query: Image.Image, folder: Path) -> Pa
     for t in result["per_m"]:
         grid = folder / "samples" / f"m{t['m']}.png"
         evidence = t.get("in_distribution")
-        ev = f"<pre>{e(json.dumps(evidence['evidence'], indent=1))}</pre>" if evidence else ""
-        img = f"<img class=px src='{inline_png(grid)}'>" if grid.is_file() else ""
+        ev = evidence_section(evidence)
+        img = ""
+        if grid.is_file():
+            # a sample matches when its distance is 0 (elements and shapes: it holds the query's elements)
+            columns = min(10, len(t.get("distances") or [])) or 10
+            marked = mark_cells(grid, [d == 0 for d in t.get("distances", [])], columns=columns)
+            img = f"<img class=px src='{inline_png(marked if _binary(t) else Image.open(grid))}'>"
         edits = folder / "samples" / f"m{t['m']}-edits.png"
         if edits.is_file():
             img += f"<p>edit prompts ({e(evidence['name'])}):</p><img class=px src='{inline_png(edits)}'>"
@@ -161,12 +230,14 @@ def score_report(result: dict[str, Any], query: Image.Image, folder: Path) -> Pa
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>originality: {name}</title>
 <style>{STYLE}</style></head><body>
 <h1>Originality of <code>{name}</code>: {e(result["label"])} token(s)</h1>
-<p>Minimum tokens that reconstruct the image in-distribution: <b>{e(result["label"])}</b>
-(soft count {result["soft_tokens"]:.2f}; "+" means none within M = {config["max_tokens"]}).
+<p class=verdict>{e(verdict_sentence(result))}</p>
+<details><summary>Settings</summary><p>Minimum tokens that reconstruct the image in-distribution:
+<b>{e(result["label"])}</b> (soft count {result["soft_tokens"]:.2f}; "+" means none within M = {config["max_tokens"]}).
 Distance <code>{e(str(config["distance"]))}</code>, threshold {config["threshold"]}, N = {config["samples"]} samples,
-preset <code>{e(str(config["preset"]))}</code>, domain <code>{e(result["settings"]["domain"]["name"])}</code>.</p>
+preset <code>{e(str(config["preset"]))}</code>, domain <code>{e(result["settings"]["domain"]["name"])}</code>
+{"; <b>scored with --force although the query was not read in full</b>" if result.get("forced") else ""}.</p></details>
 <img class=px src='{inline_png(boxed(query, reading))}'>{reading_section(reading)}
-<table><tr><th>m</th><th>distance (mean ± sd)</th><th>in-distribution</th><th>passed</th>
+<table><tr><th>m</th><th>distance (mean, 95% interval)</th><th>in-distribution</th><th>passed</th>
 <th>inversion steps</th><th>time</th></tr>{"".join(rows)}</table>
 <img src='{inline_png(curve)}'>
 {familiarity_section(result.get("familiarity"))}

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np
 
+from originality.report.intervals import mean_interval  # noqa: E402
 from originality.runs import save_figure  # noqa: E402
 
 
@@ -45,13 +46,17 @@ def distance_curve(results: list[dict], out: str | Path, labels: list[str] | Non
     for i, r in enumerate(results):
         ms = [t["m"] for t in r["per_m"]]
         ds = [t["distance"] for t in r["per_m"]]
-        sd = [t["distance_std"] for t in r["per_m"]]
-        ax.errorbar(ms, ds, yerr=sd, marker="o", capsize=3, label=(labels[i] if labels else None))
+        # 95% intervals of each mean (Wilson for shares of 0/1 distances, else a bootstrap): never past [0, 1]
+        bounds = [mean_interval(t.get("distances") or [t["distance"]]) for t in r["per_m"]]
+        below = [max(0.0, d - lo) for d, (lo, _) in zip(ds, bounds, strict=True)]
+        above = [max(0.0, hi - d) for d, (_, hi) in zip(ds, bounds, strict=True)]
+        ax.errorbar(ms, ds, yerr=[below, above], marker="o", capsize=3, label=(labels[i] if labels else None))
     threshold = results[0]["settings"]["config"]["threshold"] if results else None
     if threshold is not None:
         ax.axhline(threshold, color="grey", ls="--", lw=1, label="threshold")
     ax.set_xlabel("tokens m")
-    ax.set_ylabel("distance")
+    ax.set_ylabel("distance (95% interval)")
+    ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     if labels or threshold is not None:
         ax.legend(fontsize=7)
