@@ -36,6 +36,7 @@ def _data_make(args: argparse.Namespace) -> None:
         overwrite=args.overwrite,
         workers=args.workers,
         progress=not args.quiet,
+        colour_jitter=args.colour_jitter,
     )
     print(f"wrote {args.n} images of {spec.name} at {args.size} px to {out}")
 
@@ -489,6 +490,11 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     make.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    make.add_argument(
+        "--colour-jitter",
+        action="store_true",
+        help="draw each element's colour inside its class (hue, saturation, value) instead of the palette's",
+    )
     make.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     make.add_argument("--quiet", action="store_true", help="no progress bar")
     make.set_defaults(func=_data_make)

@@ -77,3 +77,39 @@ def test_fixed_centres_pin_the_elements():
         [Element("circle", "red"), Element("square", "blue")], 64, rng, fixed_centres=[(0.3, 0.5), (0.7, 0.5)]
     )
     assert [p.centre for p in placed] == [(0.3 * 64, 32.0), (0.7 * 64, 32.0)]
+
+
+def test_jittered_colours_stay_inside_their_class_and_cover_pure_ones():
+    import colorsys
+
+    import numpy as np
+
+    from originality.shapes.rendering import jittered_colour
+    from originality.shapes.vocabulary import COLOUR_REGIONS, RGB
+
+    def region(rgb):
+        h, s, v = colorsys.rgb_to_hsv(*(c / 255 for c in rgb))
+        inside = []
+        for name, (hue, spread, (s0, s1), (v0, v1)) in COLOUR_REGIONS.items():
+            gap = min(abs(h * 360 - hue), 360 - abs(h * 360 - hue))
+            if gap <= spread + 0.5 and s0 - 0.01 <= s <= s1 and v0 - 0.01 <= v <= v1:
+                inside.append(name)
+        return inside
+
+    rng = np.random.default_rng(0)
+    for name in RGB:
+        assert region(RGB[name]) == [name]  # the palette sits inside its own region
+        assert all(region(jittered_colour(name, rng)) == [name] for _ in range(500))
+    assert region((255, 0, 0)) == ["red"] and region((0, 255, 0)) == ["green"] and region((0, 0, 255)) == ["blue"]
+
+
+def test_jitter_off_renders_the_palette_exactly_as_before():
+
+    from originality.shapes.dataset import render_example
+    from originality.shapes.specs import originality_mix
+
+    plain, again = render_example(originality_mix(), 5, 1, 64), render_example(originality_mix(), 5, 1, 64, False)
+    jittered = render_example(originality_mix(), 5, 1, 64, True)
+    assert plain["image"]["bytes"] == again["image"]["bytes"] and plain["caption"] == jittered["caption"]
+    assert plain["elements"] == jittered["elements"]  # same layout and labels, other colours
+    assert plain["image"]["bytes"] != jittered["image"]["bytes"]

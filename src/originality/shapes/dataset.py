@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from originality import __version__
 from originality.errors import OriginalityError
 from originality.shapes.captions import caption
-from originality.shapes.rendering import png_bytes, render, sample_layout
+from originality.shapes.rendering import jittered_colour, png_bytes, render, sample_layout
 from originality.shapes.specs import DatasetSpec
 
 FORMAT_VERSION = 1
@@ -63,12 +63,14 @@ FEATURES = Features(
 SCHEMA = FEATURES.arrow_schema
 
 
-def render_example(spec: DatasetSpec, index: int, seed: int, size: int) -> dict[str, Any]:
-    """Image ``index`` of the dataset (spec, seed, size), as a row of the Parquet table."""
+def render_example(spec: DatasetSpec, index: int, seed: int, size: int, jitter: bool = False) -> dict[str, Any]:
+    """Image ``index`` of the dataset (spec, seed, size), as a row of the Parquet table; ``jitter``:
+    each element's colour drawn inside its class instead of the palette's."""
     rng = np.random.default_rng([seed, index])
     component, elements, centres = spec.sample(rng)
     placed = sample_layout(elements, size, rng, allow_overlap=spec.allow_overlap, fixed_centres=centres)
-    image = render(placed, size)
+    colours = [jittered_colour(p.element.colour, rng) for p in placed] if jitter else None
+    image = render(placed, size, colours=colours)
     return {
         "index": index,
         "image": {"bytes": png_bytes(image), "path": None},
@@ -78,10 +80,10 @@ def render_example(spec: DatasetSpec, index: int, seed: int, size: int) -> dict[
     }
 
 
-def _render_chunk(args: tuple[dict[str, Any], int, int, int, int]) -> pa.RecordBatch:
-    spec_dict, start, stop, seed, size = args
+def _render_chunk(args: tuple[dict[str, Any], int, int, int, int, bool]) -> pa.RecordBatch:
+    spec_dict, start, stop, seed, size, jitter = args
     spec = DatasetSpec.from_dict(spec_dict)
-    rows = [render_example(spec, i, seed, size) for i in range(start, stop)]
+    rows = [render_example(spec, i, seed, size, jitter) for i in range(start, stop)]
     return pa.RecordBatch.from_pylist(rows, schema=SCHEMA)
 
 
@@ -139,6 +141,7 @@ def make_dataset(
     workers: int | None = None,
     shard_size: int = 10_000,
     progress: bool = True,
+    colour_jitter: bool = False,
 ) -> Path:
     """Render ``n`` images of ``spec`` into the dataset folder ``out``; returns ``out``."""
     if n < 1:
@@ -155,13 +158,14 @@ def make_dataset(
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         (tmp / "data").mkdir(parents=True)
-        _write_shards(spec, n, tmp / "data", size, seed, workers, shard_size, progress)
+        _write_shards(spec, n, tmp / "data", size, seed, workers, shard_size, progress, colour_jitter)
         info = {
             "format": FORMAT_VERSION,
             "spec": spec.to_dict(),
             "n": n,
             "size": size,
             "seed": seed,
+            "colour_jitter": colour_jitter,
             "shard_size": shard_size,
             "originality_version": __version__,
         }
@@ -183,9 +187,10 @@ def _write_shards(
     workers: int | None,
     shard_size: int,
     progress: bool,
+    jitter: bool = False,
 ) -> None:
     n_shards = (n + shard_size - 1) // shard_size
-    tasks = [(spec.to_dict(), a, b, seed, size) for a, b in _chunks(n, shard_size)]
+    tasks = [(spec.to_dict(), a, b, seed, size, jitter) for a, b in _chunks(n, shard_size)]
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=n, desc=f"rendering {spec.name}", unit="img", disable=not progress)
     writer: pq.ParquetWriter | None = None

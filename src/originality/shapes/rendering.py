@@ -9,6 +9,7 @@ shape. Anti-aliasing is supersampling: draw at ``k`` times the size, then averag
 
 from __future__ import annotations
 
+import colorsys
 import io
 import math
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from originality.errors import OriginalityError
-from originality.shapes.vocabulary import RGB, Element
+from originality.shapes.vocabulary import COLOUR_REGIONS, RGB, Element
 
 # Cell side as a fraction of the canvas side. At 64 px: big 16 px, small 9.6 px, so six
 # elements still fit without overlap and a small empty one keeps a visible stroke.
@@ -135,15 +136,29 @@ def _supersample(size: int) -> int:
     return max(1, min(4, MAX_SUPERSAMPLED_SIDE // size))
 
 
-def render(placed: Sequence[Placed], size: int = 64, supersample: int | None = None) -> Image.Image:
-    """Draw the placed elements, in order, on a white ``size`` x ``size`` RGB image."""
+def jittered_colour(colour: str, rng: np.random.Generator) -> tuple[int, int, int]:
+    """An RGB colour drawn uniformly from ``colour``'s class region (:data:`COLOUR_REGIONS`)."""
+    hue, spread, (s0, s1), (v0, v1) = COLOUR_REGIONS[colour]
+    h = ((hue + rng.uniform(-spread, spread)) % 360.0) / 360.0
+    r, g, b = colorsys.hsv_to_rgb(h, rng.uniform(s0, s1), rng.uniform(v0, v1))
+    return round(r * 255), round(g * 255), round(b * 255)
+
+
+def render(
+    placed: Sequence[Placed],
+    size: int = 64,
+    supersample: int | None = None,
+    colours: Sequence[tuple[int, int, int]] | None = None,
+) -> Image.Image:
+    """Draw the placed elements, in order, on a white ``size`` x ``size`` RGB image; ``colours``:
+    one RGB per element in place of the palette's (see :func:`jittered_colour`)."""
     if size < 8:
         raise OriginalityError(f"image size must be at least 8 px, got {size}")
     k = supersample or _supersample(size)
     canvas = Image.new("RGB", (size * k, size * k), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    for p in placed:
-        colour = RGB[p.element.colour]
+    for i, p in enumerate(placed):
+        colour = RGB[p.element.colour] if colours is None else tuple(colours[i])
         d = cell_side(p.element, size) * k
         cx, cy = p.centre[0] * k, p.centre[1] * k
         hollow = p.element.texture == "empty"

@@ -30,6 +30,14 @@ RGB: dict[str, tuple[int, int, int]] = {
     "green": (20, 160, 20),
     "blue": (20, 40, 220),
 }
+# Each colour class's region, for renders whose colours vary inside their class (a user's pure red
+# is still red): hue in degrees around the class's, saturation and value ranges. The regions do
+# not meet, so a jittered colour never crosses into another class.
+COLOUR_REGIONS: dict[str, tuple[float, float, tuple[float, float], tuple[float, float]]] = {
+    "red": (0.0, 20.0, (0.65, 1.0), (0.55, 1.0)),
+    "green": (120.0, 25.0, (0.65, 1.0), (0.5, 1.0)),
+    "blue": (232.0, 20.0, (0.65, 1.0), (0.55, 1.0)),
+}
 
 
 @dataclass(frozen=True, order=True)
