@@ -84,7 +84,10 @@ def test_train_then_sample_and_resume_refusal(tmp_path):
 
 
 def test_score_bad_inputs_are_one_line_errors(tmp_path):
-    (tmp_path / "q.png").write_bytes(b"\x89PNG broken")
+    # a readable image: since the image is checked before the model, a broken one would fail first
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), "white").save(tmp_path / "q.png")
     cases = [
         (
             ["score", str(tmp_path / "q.png"), "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o")],

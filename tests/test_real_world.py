@@ -216,7 +216,10 @@ def test_cli_real_world_bad_inputs_are_one_line_errors(tmp_path, capsys):
     out = tmp_path / "out"
     cases = [
         (["--domain", "houses", "--dreamsim-cache", str(tmp_path / "ds")], "DreamSim 'ensemble' weights are not in"),
-        (["--domain", "houses", "--model", "nobody/x", "--distance", "ssim"], "cannot load model 'nobody/x'"),
+        (
+            ["--domain", "houses", "--model", "nobody/x", "--distance", "ssim"],
+            "no hub model of that id",
+        ),
         (["--domain", str(domain_file(tmp_path, initializer=""))], "missing initial token"),
         (["--domain", "houses", "--dreamsim-type", "vgg"], "unknown DreamSim variant"),
     ]

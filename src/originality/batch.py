@@ -221,9 +221,10 @@ def _score_all(queries, pipeline, config, out: Path, *, domain, progress, distan
         resolved = config.resolve(the_domain)
         user_prompt = q.prompt or prompt
         reading = None
-        if the_domain.name == "shapes" and (
-            needs_reading(resolved, the_domain, distance) or (signals is not None and not user_prompt)
-        ):
+        # The reading matters where a verdict rests on it: a token count read by the detector, or
+        # the prompted signals' prompt when the user gives none.
+        counts = config.signals != "fast" and needs_reading(resolved, the_domain, distance)
+        if the_domain.name == "shapes" and (counts or (signals is not None and not user_prompt)):
             if reading_detector is None:  # one per run, loaded when a query first needs it
                 reading_detector = shapes_detector(dataclasses.replace(resolved, distance="elements"))
             reading = read_query(image, the_domain, detector=reading_detector)

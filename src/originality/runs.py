@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import PartialState
 
 from originality.errors import OriginalityError
 
@@ -301,8 +302,6 @@ def processes() -> Processes:
     """This process's place under ``accelerate launch`` (GPUs) or ``torchrun`` (GPUs or CPUs)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Processes()
-    from accelerate import PartialState  # optional at import time: only a launch needs it
-
     # Without a GPU, accelerate joins torchrun's process group only when told it runs on CPUs;
     # otherwise every process would take itself for the only one and do every job.
     state = PartialState(cpu=not torch.cuda.is_available())

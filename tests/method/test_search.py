@@ -67,11 +67,11 @@ def test_bad_settings():
 
 
 def test_the_shapes_distance_and_check_read_samples_at_the_configured_confidence():
-    from originality.method.search import _shapes_detector
+    from originality.method.search import shapes_detector
 
     shapes = load_domain("shapes")
-    assert _shapes_detector(score_preset("quick", distance="ssim", check=None).resolve(shapes)) is None
-    detector = _shapes_detector(score_preset("quick", detector_threshold=0.7).resolve(shapes))
+    assert shapes_detector(score_preset("quick", distance="ssim", check=None).resolve(shapes)) is None
+    detector = shapes_detector(score_preset("quick", detector_threshold=0.7).resolve(shapes))
     assert detector.threshold == 0.7
     with pytest.raises(OriginalityError, match="detector threshold"):
         score_preset("quick", detector_threshold=0)

@@ -283,6 +283,10 @@ def variants(
         "guidance_gap_squared": float((gap**2) @ uniform),
         "guidance_gap_elbo": float(gap @ elbo),
     }
+    if "low_t" in weights:
+        out["guidance_gap_low_t"] = float(gap @ weights["low_t"])
+        out["guidance_gap_high_t"] = float(gap @ weights["high_t"])
+        out["unconditional_loss_low_t"] = float(r["unconditional"] @ weights["low_t"])
     if ref:
         out["guidance_gap_normalised"] = float((gap / np.asarray(ref["gap"])) @ uniform)
         out["unconditional_loss_normalised"] = float((r["unconditional"] / np.asarray(ref["unconditional"])) @ uniform)
@@ -297,9 +301,17 @@ def variants(
 
 
 def grid_weights(grid) -> dict[str, list[float]]:
-    """The uniform and the ELBO weights of a grid's rows."""
+    """Weights of a grid's rows: uniform, the ELBO's, and uniform over its low-noise or its
+    high-noise half (t <= 500, t > 500)."""
     elbo = grid.slope / grid.slope.sum()
-    return {"uniform": [1 / grid.size] * grid.size, "elbo": [float(w) for w in elbo]}
+    low = (grid.timesteps <= 500).float()
+    high = 1.0 - low
+    return {
+        "uniform": [1 / grid.size] * grid.size,
+        "elbo": [float(w) for w in elbo],
+        "low_t": [float(w) for w in low / low.sum()],
+        "high_t": [float(w) for w in high / high.sum()],
+    }
 
 
 def summarise(
@@ -320,6 +332,12 @@ def summarise(
         for seed in config.grid_seeds
     }
     first = per_seed[str(config.grid_seeds[0])]
+    if len(config.grid_seeds) > 1:  # several noises per timestep: the grids' mean
+        for image, values in first.items():
+            for name in ("guidance_gap", "unconditional_loss"):
+                values[f"{name}_{len(config.grid_seeds)}_noises"] = float(
+                    np.mean([per_seed[str(s)][image][name] for s in config.grid_seeds])
+                )
     for image, counts in tokens.items():
         if image in first:
             first[image].update(counts)
