@@ -278,9 +278,26 @@ def batch_report(records: list[dict[str, Any]], out: Path, title: str = "origina
 <style>{STYLE}</style></head><body><h1>{e(title)}</h1>
 <p>Minimum tokens that reconstruct each image in-distribution ("+": none within M); the soft count
 places an image between counts; distances by token count m. Each name links to its own report.</p>
-<table><tr><th>image</th><th></th><th>tokens</th><th>soft</th>{heads}<th>distance by m</th></tr>{"".join(rows)}</table>
+<p><small>Click a column's head to sort by it.</small></p>
+<table class=sortable><tr><th>image</th><th></th><th>tokens</th><th>soft</th>{heads}<th>distance by m</th></tr>
+{"".join(rows)}</table>
+<script>{SORT_SCRIPT}</script>
 {curves}</body></html>"""
     return write_text(out / "report.html", page)
+
+
+# Sorting by a column's head: numbers by value (the first number in a cell), text otherwise. Inline,
+# like everything in a report: it works from a file with no network.
+SORT_SCRIPT = """
+document.querySelectorAll("table.sortable th").forEach((th, col) => th.addEventListener("click", () => {
+  const table = th.closest("table"), rows = Array.from(table.rows).slice(1);
+  const key = r => { const t = r.cells[col].innerText.trim(), n = parseFloat(t); return isNaN(n) ? t : n; };
+  const up = table.dataset.col == col && table.dataset.dir == "up";
+  rows.sort((a, b) => { const x = key(a), y = key(b); const c = x < y ? -1 : x > y ? 1 : 0; return up ? -c : c; });
+  table.dataset.col = col; table.dataset.dir = up ? "down" : "up";
+  rows.forEach(r => table.tBodies[0].appendChild(r));
+}));
+"""
 
 
 def _signal_cell(record: dict[str, Any], name: str) -> str:
