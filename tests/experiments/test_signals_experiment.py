@@ -41,8 +41,8 @@ def test_the_experiment_summarises_every_signal_and_resumes(tiny_model, tmp_path
     assert len((out / "readings.jsonl").read_text().splitlines()) == 4
 
     read = []
-    real = experiment.read_query
-    monkeypatch.setattr(experiment, "read_query", lambda *a, **k: read.append(a[2]) or real(*a, **k))
+    real = experiment.query_readings
+    monkeypatch.setattr(experiment, "query_readings", lambda *a, **k: read.append(a[2]) or real(*a, **k))
     run_signals(tiny_model, out, tiny_config(2), progress=False)  # more queries extend the run
     assert len(read) == 4  # only the second query of each group was read
     assert len((out / "readings.jsonl").read_text().splitlines()) == 8

@@ -39,7 +39,7 @@ from originality.experiments.verdict_checks import spearman
 from originality.method.familiarity import build_reference, reading_prompt
 from originality.method.inversion import InversionSettings, invert, placeholder_phrase, set_embeddings
 from originality.method.signals import SignalConfig, query_latents, readings, signal_grid
-from originality.models.pipeline import generate, load_pipeline, model_identity
+from originality.models.pipeline import load_pipeline, model_identity
 from originality.report.signals import signals_plots, signals_report
 from originality.shapes.captions import colour_count
 from originality.shapes.queries import CONTROLS, PAIRS, pair_frequencies, render_pair
@@ -92,7 +92,7 @@ def _round(values: torch.Tensor) -> list[float]:
     return [float(f"{v:.5g}") for v in values.tolist()]
 
 
-def read_query(pipeline, image, text: str, reading: str | None, alone, grids, learned=None) -> dict[str, Any]:
+def query_readings(pipeline, image, text: str, reading: str | None, alone, grids, learned=None) -> dict[str, Any]:
     """One query's per-timestep readings on every grid (prompted by its caption and by the
     detector's reading), its elements alone on the first grid, and a learned token's gap."""
     latents = query_latents(pipeline, [image])
@@ -166,7 +166,7 @@ def run_signals(
             alone = [(part, read(part) or "") for part in parts]
             use = learned if learned and row["group"] in MAIN else None
             record = {"image": row["image"], "group": row["group"], "caption": text, "reading": read(image)}
-            record.update(read_query(pipeline, image, text, record["reading"], alone, grids, use))
+            record.update(query_readings(pipeline, image, text, record["reading"], alone, grids, use))
             runs.append_jsonl(out / READINGS, record)
             done[row["image"]] = record
     reference = build_reference(
@@ -181,7 +181,7 @@ def run_signals(
         cache=out / "reference.json",
         progress=progress,
     )
-    reference_readings = _reference_readings(pipeline, out, reference, grids[config.grid_seeds[0]], config)
+    reference_readings = _reference_readings(out, reference)
     records = [done[r["image"]] for r in rows]
     weights = grid_weights(grids[config.grid_seeds[0]])
     summary = summarise(records, rows, config, tokens, reference_readings, weights)
@@ -212,17 +212,15 @@ def _one_token_inversion(pipeline, config: SignalsConfig):
     return learn
 
 
-def _reference_readings(pipeline, out: Path, reference, grid, config: SignalsConfig) -> dict[str, list[float]]:
-    """Per-timestep means of the reference samples' readings: what the normalised variants divide by."""
+def _reference_readings(out: Path, reference) -> dict[str, list[float]]:
+    """Per-timestep means of the reference samples' readings: what the normalised variants divide by
+    (kept beside the run; a reference cached before it recorded them has none)."""
     path = out / "reference-readings.json"
     if path.is_file():
         return runs.read_json(path)
-    seeds = [int(reference.settings["seed"]) + i for i in range(config.reference_samples)]
-    images = generate(pipeline, [reference.settings["prompt"]] * len(seeds), seeds,
-                      steps=config.reference_steps, guidance_scale=config.guidance_scale)  # fmt: skip
-    raw = readings(pipeline, query_latents(pipeline, images), reference.prompts, grid)
-    means = {name: _round(values.mean(dim=0)) for name, values in raw.items()}
-    runs.write_json(path, means)
+    means = {name: [float(f"{v:.5g}") for v in values] for name, values in reference.timestep_means.items()}
+    if means:
+        runs.write_json(path, means)
     return means
 
 

@@ -35,8 +35,10 @@ from originality.method.signals import (
     SIGNALS,
     SignalConfig,
     compute_signals,
+    from_readings,
     percentile,
     query_latents,
+    readings,
     signal_grid,
 )
 from originality.models.pipeline import generate
@@ -91,6 +93,8 @@ class Reference:
     values: dict[str, list[float]]
     prompts: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # per grid timestep, the mean of each reading over the samples (what a signal can be normalised by)
+    timestep_means: dict[str, list[float]] = field(default_factory=dict)
 
     def percentiles(self, signals: dict[str, float]) -> dict[str, float]:
         return {name: percentile(v, self.values[name]) for name, v in signals.items() if name in self.values}
@@ -158,13 +162,14 @@ def build_reference(
     images = generate(pipeline, [settings["prompt"]] * samples, seeds, steps=steps, guidance_scale=guidance)
     prompts = [choose_prompt(image, domain, read=read)[0] for image in images]
     grid = signal_grid(pipeline, config)
-    values = compute_signals(pipeline, query_latents(pipeline, images), prompts, grid, SIGNALS)
+    raw = readings(pipeline, query_latents(pipeline, images), prompts, grid)
     reference = Reference(
         model=model,
         settings=settings,
-        values={k: [float(x) for x in v] for k, v in values.items()},
+        values={name: [float(x) for x in from_readings(raw, name, grid)] for name in SIGNALS},
         prompts=prompts,
         seconds=time.perf_counter() - started,
+        timestep_means={name: [float(x) for x in v.mean(dim=0)] for name, v in raw.items()},
     )
     if cache is not None:
         write_json(cache, reference.to_dict())
