@@ -250,16 +250,6 @@ def guidance_gap(pipeline, latents: torch.Tensor, prompts: Sequence[str] | None,
     return compute_signals(pipeline, latents, prompts, grid, ["guidance_gap"])["guidance_gap"]
 
 
-def bits_per_dim(raw_unconditional: torch.Tensor, grid: Grid) -> np.ndarray:
-    """The diffusion term of the variational bound over the grid's range of timesteps, in bits per
-    latent dimension: ``0.5 / ln 2`` times the integral over t of ``-d log SNR / dt`` times the
-    squared error per dimension, the integral a sum over the evenly spaced grid rows."""
-    c = grid.config
-    spacing = (c.t_max - c.t_min) / max(1, c.timesteps - 1)
-    total = (raw_unconditional * grid.slope).sum(dim=1) * spacing / c.noises
-    return (0.5 * total / np.log(2)).numpy().astype(float)
-
-
 def percentile(value: float, reference: Sequence[float]) -> float:
     """The share (0-100) of ``reference`` values above ``value``, ties counted half: with lower
     meaning more familiar, "more familiar than this share of the reference"."""
