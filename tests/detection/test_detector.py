@@ -11,6 +11,7 @@ from originality.detection import (
     kind_shares,
     match_kind,
     matches_caption,
+    mismatch,
 )
 from originality.detection.detector import default_detector_dir
 from originality.errors import OriginalityError
@@ -74,6 +75,23 @@ def test_match_kind_tells_swapped_colours_from_wrong_shapes():
     found = [sample(want), sample("big red full circle and big blue full square"), sample("big blue full circle")]
     shares = kind_shares(found, Counter(parse_caption(want)))
     assert shares == pytest.approx({"exact": 1 / 3, "swapped": 1 / 3, "shapes": 0.0, "miss": 1 / 3})
+
+
+def test_mismatch_says_why_a_sample_is_not_the_query():
+    from collections import Counter
+
+    from originality.shapes import parse_caption
+
+    def why(found: str, want: str = "big blue full circle and big red full square") -> str:
+        return mismatch(Counter(parse_caption(found)), Counter(parse_caption(want)))
+
+    assert why("big red full square and big blue full circle") == "matched"
+    assert why("") == "nothing read"
+    assert why("big red full circle and big blue full square") == "colours swapped"
+    assert why("big green full circle and big red full square") == "blue circle drawn green"
+    assert why("big blue full circle") == "missing square"
+    assert why("big blue full circle and big red full triangle") == "missing square; extra triangle"
+    assert why("small blue full circle and big red empty square") == "size differs; texture differs"
 
 
 def test_weights_round_trip_through_safetensors(tmp_path):

@@ -52,6 +52,24 @@ def test_full_curve_runs_every_m_and_plus_when_none_passes(tiny_model):
     assert never.count is None and never.label == "+" and never.soft_tokens == 3.0
 
 
+def test_an_element_distance_records_why_each_sample_differs(tiny_model, tmp_path):
+    from originality.detection.detector import Detection
+    from originality.method.distances import ElementsDistance
+    from originality.shapes import Element
+
+    class FirstImageHasASquare:  # the query reads as a square, every sample as nothing
+        threshold = 0.5
+
+        def detect(self, images, **kw):
+            square = Detection(Element("square", "blue"), (4, 4, 14, 14), 1.0)
+            return [[square] if i == 0 else [] for i in range(len(images))]
+
+    distance = ElementsDistance(FirstImageHasASquare())
+    result = score(query(), load_pipeline(tiny_model), tiny_config(max_tokens=1), distance=distance, out=tmp_path)
+    assert result.per_m[0].why == ["nothing read", "nothing read"] and result.label == "+"
+    assert json.loads((tmp_path / "result.json").read_text())["per_m"][0]["why"] == ["nothing read"] * 2
+
+
 def test_soft_tokens_interpolates_the_threshold_crossing():
     assert soft_tokens([(1, 0.2, True)], 0.5, 5) == 1.0
     assert soft_tokens([(1, 0.9, False), (2, 0.1, True)], 0.5, 5) == pytest.approx(1.5)

@@ -81,3 +81,26 @@ def test_a_batch_report_embeds_everything_and_escapes_user_strings(tmp_path):
     page = parse(batch_report([record], tmp_path))
     check(page, scripts=1)  # the column sorter
     assert "1.200 (83%)" in "".join(page.text)
+
+
+def test_each_sample_says_whether_it_matched_and_why(tmp_path):
+    from originality.report.grids import image_grid
+
+    samples = [Image.new("RGB", (64, 64), c) for c in ("red", "green", "blue", "white")]
+    (tmp_path / "samples").mkdir()
+    image_grid(samples, columns=4, cell=96).save(tmp_path / "samples" / "m1.png")
+    why = ["matched", "colours swapped", "missing square", "colours swapped"]
+    token = {"m": 1, "distance": 0.75, "distances": [0.0, 1.0, 1.0, 1.0], "why": why, "in_distribution": None,
+             "passed": False, "inversion_steps": 10, "stopped_early": False, "seconds": {"inversion": 1.0}}  # fmt: skip
+    scored = result(label="+") | {"count": None, "soft_tokens": 1.0, "per_m": [token]}
+    scored["settings"] = {
+        "config": {"max_tokens": 1, "distance": "elements", "threshold": 0.5, "samples": 4, "preset": "quick"},
+        "domain": {"name": "shapes"},
+    }
+    page = parse(score_report(scored, Image.new("RGB", (64, 64), "white"), tmp_path))
+    check(page)
+    text = "".join(page.text)
+    assert "1 of 4 samples match the query; the others: 2 colours swapped, 1 missing square." in text
+    assert page.tags.count("figcaption") == 4
+    html_text = (tmp_path / "report.html").read_text()
+    assert html_text.count("<figure class=ok>") == 1 and html_text.count("<figure class=no>") == 3

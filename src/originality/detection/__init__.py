@@ -10,6 +10,7 @@ from originality.detection.detector import (
     kind_shares,
     match_kind,
     matches_caption,
+    mismatch,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "kind_shares",
     "match_kind",
     "matches_caption",
+    "mismatch",
 ]

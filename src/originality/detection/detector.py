@@ -107,6 +107,37 @@ def match_kind(found: Counter[Element], want: Counter[Element]) -> str:
     return "shapes"
 
 
+def mismatch(found: Counter[Element], want: Counter[Element]) -> str:
+    """Why a sample's elements ``found`` are not the wanted ones, in a few plain words.
+
+    ``matched``; ``nothing read``; ``missing square`` / ``extra circle`` (shapes differ);
+    ``colours swapped`` (the right colours on the wrong shapes); ``red circle drawn blue``;
+    ``size differs`` / ``texture differs``. Several reasons are joined by ``; ``.
+    """
+    if found == want:
+        return "matched"
+    if not found:
+        return "nothing read"
+
+    def count(counter: Counter[Element], *names: str) -> Counter[tuple[str, ...]]:
+        return Counter(tuple(getattr(e, n) for n in names) for e in counter.elements())
+
+    missing = count(want, "shape") - count(found, "shape")
+    extra = count(found, "shape") - count(want, "shape")
+    if missing or extra:
+        words = [f"missing {s}" for (s,) in sorted(missing.elements())]
+        return "; ".join(words + [f"extra {s}" for (s,) in sorted(extra.elements())])
+    if count(found, "shape", "colour") != count(want, "shape", "colour"):
+        if count(found, "colour") == count(want, "colour"):
+            return "colours swapped"
+        lost = sorted((count(want, "shape", "colour") - count(found, "shape", "colour")).elements())
+        drawn = sorted((count(found, "shape", "colour") - count(want, "shape", "colour")).elements())
+        return "; ".join(f"{c} {s} drawn {d}" for (s, c), (_, d) in zip(lost, drawn, strict=True))
+    key = ("shape", "colour")
+    differs = [n for n in ("size", "texture") if count(found, *key, n) != count(want, *key, n)]
+    return "; ".join(f"{n} differs" for n in differs) or "differs"
+
+
 def kind_shares(found: Sequence[Iterable[Detection]], want: Counter[Element]) -> dict[str, float]:
     """The share of samples of each :data:`MATCH_KINDS` kind, given each sample's detections."""
     kinds = Counter(match_kind(element_multiset(d), want) for d in found)

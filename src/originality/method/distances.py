@@ -6,7 +6,8 @@ when available). A new distance is one function registered in :data:`DISTANCES`.
 
 * ``elements`` (shapes models): 0 when the detector finds exactly the query's elements in
   the sample (shape, colour, size and texture, as multisets), else 1. Its mean is 1 - the
-  fraction of samples that reconstruct the query's content.
+  fraction of samples that reconstruct the query's content. Its ``explain`` also says why
+  each sample differs (a colour swapped, a shape missing), for the report.
 * ``shapes`` (shapes models): 0 when the detector finds exactly the query's *shapes* (as a
   multiset, whatever their colours), else 1. The originality mix varies how often a shape pair
   occurs and draws its colours alike in every group, so this distance reads the pair's
@@ -26,7 +27,7 @@ import numpy as np
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from originality.detection.detector import ElementDetector, element_multiset, match_kind
+from originality.detection.detector import ElementDetector, element_multiset, match_kind, mismatch
 from originality.errors import OriginalityError
 from originality.method.dreamsim import DreamSimDistance
 
@@ -54,10 +55,17 @@ class ElementsDistance:
         self.shapes_only = shapes_only
 
     def __call__(self, query: Image.Image, samples: Sequence[Image.Image]) -> np.ndarray:
+        return self.explain(query, samples)[0]
+
+    def explain(self, query: Image.Image, samples: Sequence[Image.Image]) -> tuple[np.ndarray, list[str]]:
+        """The distances and, per sample, why it differs from the query (:func:`mismatch`), from
+        one detector pass."""
         found = [element_multiset(d) for d in self.detector.detect([query, *samples])]
         if self.shapes_only:
-            return np.asarray([float(match_kind(f, found[0]) == "miss") for f in found[1:]])
-        return np.asarray([0.0 if f == found[0] else 1.0 for f in found[1:]])
+            d = [float(match_kind(f, found[0]) == "miss") for f in found[1:]]
+        else:
+            d = [0.0 if f == found[0] else 1.0 for f in found[1:]]
+        return np.asarray(d), [mismatch(f, found[0]) for f in found[1:]]
 
 
 def _dreamsim(cache_dir=None, dreamsim_type: str = "ensemble", device=None, **_) -> Distance:

@@ -194,6 +194,7 @@ class TokenResult:
     inversion_steps: int
     stopped_early: bool
     seconds: dict[str, float]
+    why: list[str] | None = None  # per sample, why it differs from the query (distances that read elements)
 
 
 @dataclass
@@ -299,7 +300,8 @@ def score(
         previous = inversion.embeddings if config.progressive else None
         t1 = t0 + split["inversion"]
         t2 = time.perf_counter()
-        d = distance(image, samples)
+        explain = getattr(distance, "explain", None)
+        d, why = explain(image, samples) if explain is not None else (distance(image, samples), None)
         t3 = time.perf_counter()
         verdict = None
         if check is not None:
@@ -319,6 +321,7 @@ def score(
             inversion_steps=inversion.steps,
             stopped_early=inversion.stopped_early,
             seconds={"inversion": t1 - t0, "generation": t2 - t1, "distance": t3 - t2, "check": t4 - t3},
+            why=why,
         )
         result.per_m.append(token)
         curve.append((m, mean, passed))

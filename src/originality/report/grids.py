@@ -57,20 +57,6 @@ def grid_cell(grid: str | Path | Image.Image, index: int, *, columns: int = 10, 
     return sheet.crop((x, y, x + cell, y + cell))
 
 
-def mark_cells(grid: str | Path | Image.Image, matched: Sequence[bool], *, columns: int = 10, cell: int = 96):
-    """A copy of a caption-less grid with each cell framed: green when its sample matched, red when not."""
-    sheet = (grid if isinstance(grid, Image.Image) else Image.open(grid)).convert("RGB").copy()
-    draw = ImageDraw.Draw(sheet)
-    pad = 4
-    for index, ok in enumerate(matched):
-        x = pad + (index % columns) * (cell + pad)
-        y = pad + (index // columns) * (cell + pad)
-        draw.rectangle(
-            (x - 2, y - 2, x + cell + 1, y + cell + 1), outline=(26, 127, 55) if ok else (180, 35, 24), width=3
-        )
-    return sheet
-
-
 def dataset_contact_sheet(path: str | Path, out: str | Path, *, count: int = 48, columns: int = 8) -> Path:
     """A PNG of the first ``count`` images of a shapes dataset, with their captions."""
     table = read_table(path, columns=["image", "caption"]).slice(0, count).to_pylist()

@@ -6,12 +6,13 @@ import base64
 import html
 import io
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw
 
-from originality.report.grids import mark_cells
+from originality.report.grids import grid_cell
 from originality.report.intervals import mean_interval
 from originality.report.plots import distance_curve
 from originality.runs import write_text
@@ -32,6 +33,9 @@ body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
 th{background:#f3f3f3}.pass{color:#1a7f37;font-weight:bold}.fail{color:#b42318}
 img.px{image-rendering:pixelated}code{background:#f5f5f5;padding:1px 4px}
+.samples{display:flex;flex-wrap:wrap;gap:6px}.samples figure{margin:0;width:96px;border:3px solid}
+.samples figure.ok{border-color:#1a7f37}.samples figure.no{border-color:#b42318}
+.samples figcaption{font-size:11px;padding:2px;line-height:1.2}
 """
 
 
@@ -151,6 +155,32 @@ def _plain(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
+def sample_figures(grid: Path, token: dict[str, Any]) -> str:
+    """The samples of one token count, each framed matched (green) or not (red) with why in words,
+    after a tally ("12 of 20 samples match the query; the others: 5 colours swapped, 3 missing square")."""
+    e = html.escape
+    distances = token["distances"]
+    columns = min(10, len(distances))
+    why = token.get("why") or ["matched" if d == 0 else "not matched" for d in distances]
+    sheet = Image.open(grid)
+    figures, misses = [], Counter()
+    for i, (d, reason) in enumerate(zip(distances, why, strict=True)):
+        ok = d == 0
+        if not ok:
+            misses[reason] += 1
+        # the shapes distance counts a sample whose shapes match whatever its colours: say both
+        caption = reason if not ok or reason == "matched" else f"matched shapes ({reason})"
+        cell = inline_png(grid_cell(sheet, i, columns=columns))
+        figures.append(
+            f"<figure class={'ok' if ok else 'no'}><img class=px src='{cell}'>"
+            f"<figcaption>{e(caption)}</figcaption></figure>"
+        )
+    tally = f"{len(distances) - sum(misses.values())} of {len(distances)} samples match the query"
+    if misses:
+        tally += "; the others: " + ", ".join(f"{n} {reason}" for reason, n in misses.most_common())
+    return f"<p>{e(tally)}.</p><div class=samples>{''.join(figures)}</div>"
+
+
 def _binary(token: dict[str, Any]) -> bool:
     """Whether a token count's distances are per-sample matches (0) and misses (1)."""
     return bool(token.get("distances")) and all(d in (0, 1) for d in token["distances"])
@@ -219,9 +249,7 @@ def score_report(result: dict[str, Any], query: Image.Image, folder: Path) -> Pa
         img = ""
         if grid.is_file():
             # a sample matches when its distance is 0 (elements and shapes: it holds the query's elements)
-            columns = min(10, len(t.get("distances") or [])) or 10
-            marked = mark_cells(grid, [d == 0 for d in t.get("distances", [])], columns=columns)
-            img = f"<img class=px src='{inline_png(marked if _binary(t) else Image.open(grid))}'>"
+            img = sample_figures(grid, t) if _binary(t) else f"<img class=px src='{inline_png(grid)}'>"
         edits = folder / "samples" / f"m{t['m']}-edits.png"
         if edits.is_file():
             img += f"<p>edit prompts ({e(evidence['name'])}):</p><img class=px src='{inline_png(edits)}'>"
