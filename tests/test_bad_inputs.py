@@ -114,24 +114,32 @@ def test_a_missing_model_says_so_without_pointing_at_a_hidden_trace(tmp_path, ca
     assert "no local folder" in err and "stacktrace" not in err and err.count("\n") == 1
 
 
-def pure_colour_query(path):
-    """The probe's query: a pure red square and a pure green circle, drawn by hand."""
+def pure_colour_query(path, scribble: bool = False):
+    """The probe's query: a pure red square and a pure green circle, drawn by hand; ``scribble``
+    adds a black stroke that is no element."""
     image = Image.new("RGB", (64, 64), "white")
     draw = ImageDraw.Draw(image)
     draw.rectangle((8, 8, 24, 24), fill=(255, 0, 0))
     draw.ellipse((36, 36, 53, 53), fill=(0, 255, 0))
+    if scribble:
+        draw.line((40, 6, 58, 20), fill=(0, 0, 0), width=3)
     image.save(path)
     return path
 
 
+def test_the_probes_pure_colour_query_is_read_exactly(tmp_path):
+    reading = read_shapes_query(Image.open(pure_colour_query(tmp_path / "q.png")), ElementDetector.load())
+    assert reading.readable, reading.reason
+    assert sorted(e["element"] for e in reading.elements) == ["big green full circle", "big red full square"]
+
+
 def test_a_query_read_in_part_is_unreadable_never_plus(tmp_path, capsys):
-    query = pure_colour_query(tmp_path / "q.png")
+    query = pure_colour_query(tmp_path / "q.png", scribble=True)
     reading = read_shapes_query(Image.open(query), ElementDetector.load())
-    assert not reading.readable and "big red full square read at only" in reading.reason
-    assert [e["element"] for e in reading.elements][0] == "big green full circle"
+    assert not reading.readable and "drawn pixels lie outside every element read" in reading.reason
     # The shipped model, but no inversion: the verdict comes before any.
     argv = ["score", str(query), "--out", str(tmp_path / "o"), "--signals", "none"]
-    one_line_error(capsys, argv, "q.png is unreadable: big red full square")
+    one_line_error(capsys, argv, "q.png is unreadable:")
     record = json.loads((tmp_path / "o" / "results.jsonl").read_text())
     assert record["label"] == "unreadable" and record["count"] is None and "reading" in record
     result = json.loads((tmp_path / "o" / "q.png" / "result.json").read_text())

@@ -21,6 +21,17 @@ def test_make_stats_sheet(tmp_path, capsys):
     assert (tmp_path / "sheet.png").stat().st_size > 1000
 
 
+def test_make_with_colours_and_sizes_inside_their_classes(tmp_path):
+    from originality.shapes.dataset import read_info
+
+    out = tmp_path / "data"
+    argv = ["data", "make", "--spec", "all-elements", "--n", "8", "--out", str(out), "--quiet", "--workers", "1"]
+    assert main([*argv, "--colour-jitter", "--size-jitter"]) == 0
+    info = read_info(out)
+    assert info["colour_jitter"] and info["size_jitter"]
+    assert "colour and size drawn inside each class" in (out / "README.md").read_text()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -37,6 +37,7 @@ def _data_make(args: argparse.Namespace) -> None:
         workers=args.workers,
         progress=not args.quiet,
         colour_jitter=args.colour_jitter,
+        size_jitter=args.size_jitter,
     )
     print(f"wrote {args.n} images of {spec.name} at {args.size} px to {out}")
 
@@ -494,6 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--colour-jitter",
         action="store_true",
         help="draw each element's colour inside its class (hue, saturation, value) instead of the palette's",
+    )
+    make.add_argument(
+        "--size-jitter", action="store_true", help="draw each element's size inside its class (big or small)"
     )
     make.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     make.add_argument("--quiet", action="store_true", help="no progress bar")

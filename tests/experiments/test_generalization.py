@@ -309,9 +309,14 @@ def test_ladders_are_pooled_by_training_length_not_by_run(tmp_path, capsys):
     assert not list(tmp_path.glob("x.*"))
 
 
+# The detector that read the committed ladder's samples (shipped until the colour-jittered one).
+LADDER_DETECTOR = "e6f9ab8b60d7"
+
+
 def test_the_committed_cpu_ladder_resumes_under_its_preset(tmp_path, monkeypatch):
-    """results/generalization/ladder-8000-steps is what ``--preset cpu`` makes: copied into a
-    folder, the preset finds every measurement in it, trains nothing and gives the same numbers."""
+    """results/generalization/ladder-8000-steps is what ``--preset cpu`` makes with the detector
+    that measured it: copied into a folder, the preset finds every measurement in it, trains
+    nothing and gives the same numbers; with another detector it would measure again."""
     import shutil
     from pathlib import Path
 
@@ -320,6 +325,7 @@ def test_the_committed_cpu_ladder_resumes_under_its_preset(tmp_path, monkeypatch
     committed = Path(__file__).parents[2] / "results" / "generalization" / "ladder-8000-steps"
     out = tmp_path / "ladder"
     shutil.copytree(committed, out)
+    monkeypatch.setattr(gen, "detector_identity", lambda *a: LADDER_DETECTOR)
     monkeypatch.setattr(gen, "_run_job", lambda *a, **k: pytest.fail("re-ran a committed measurement"))
     summary = run_generalization(out, generalization_preset("cpu"), progress=False)
     assert summary["levels"] == json.loads((committed / "summary.json").read_text())["levels"]

@@ -113,3 +113,23 @@ def test_jitter_off_renders_the_palette_exactly_as_before():
     assert plain["image"]["bytes"] == again["image"]["bytes"] and plain["caption"] == jittered["caption"]
     assert plain["elements"] == jittered["elements"]  # same layout and labels, other colours
     assert plain["image"]["bytes"] != jittered["image"]["bytes"]
+
+
+def test_jittered_sizes_stay_inside_their_class_and_their_boxes_fit_the_ink():
+    from originality.shapes.dataset import render_example
+    from originality.shapes.rendering import SIZE_REGIONS, jittered_side
+    from originality.shapes.specs import originality_mix
+
+    (big_low, big_high), (small_low, small_high) = SIZE_REGIONS["big"], SIZE_REGIONS["small"]
+    assert small_high < big_low and small_low < 0.15 < small_high and big_low < 0.25 < big_high
+    rng = np.random.default_rng(0)
+    for element in ALL_ELEMENTS:
+        side = jittered_side(element, 64, rng)
+        low, high = SIZE_REGIONS[element.size]
+        assert low * 64 <= side <= high * 64
+        (p,) = sample_layout([element], 64, rng, sides=[side])
+        ys, xs = np.nonzero(ink_mask(render([p], 64)))
+        assert np.allclose((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1), p.bbox, atol=1.01), (element, side)
+    plain = render_example(originality_mix(), 5, 1, 64)
+    sized = render_example(originality_mix(), 5, 1, 64, size_jitter=True)
+    assert plain["caption"] == sized["caption"] and plain["elements"] != sized["elements"]

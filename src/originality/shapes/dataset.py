@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from originality import __version__
 from originality.errors import OriginalityError
 from originality.shapes.captions import caption
-from originality.shapes.rendering import jittered_colour, png_bytes, render, sample_layout
+from originality.shapes.rendering import jittered_colour, jittered_side, png_bytes, render, sample_layout
 from originality.shapes.specs import DatasetSpec
 
 FORMAT_VERSION = 1
@@ -63,12 +63,16 @@ FEATURES = Features(
 SCHEMA = FEATURES.arrow_schema
 
 
-def render_example(spec: DatasetSpec, index: int, seed: int, size: int, jitter: bool = False) -> dict[str, Any]:
+def render_example(
+    spec: DatasetSpec, index: int, seed: int, size: int, jitter: bool = False, size_jitter: bool = False
+) -> dict[str, Any]:
     """Image ``index`` of the dataset (spec, seed, size), as a row of the Parquet table; ``jitter``:
-    each element's colour drawn inside its class instead of the palette's."""
+    each element's colour drawn inside its class instead of the palette's; ``size_jitter``: its
+    size drawn inside its class."""
     rng = np.random.default_rng([seed, index])
     component, elements, centres = spec.sample(rng)
-    placed = sample_layout(elements, size, rng, allow_overlap=spec.allow_overlap, fixed_centres=centres)
+    sides = [jittered_side(e, size, rng) for e in elements] if size_jitter else None
+    placed = sample_layout(elements, size, rng, allow_overlap=spec.allow_overlap, fixed_centres=centres, sides=sides)
     colours = [jittered_colour(p.element.colour, rng) for p in placed] if jitter else None
     image = render(placed, size, colours=colours)
     return {
@@ -80,10 +84,10 @@ def render_example(spec: DatasetSpec, index: int, seed: int, size: int, jitter: 
     }
 
 
-def _render_chunk(args: tuple[dict[str, Any], int, int, int, int, bool]) -> pa.RecordBatch:
-    spec_dict, start, stop, seed, size, jitter = args
+def _render_chunk(args: tuple[dict[str, Any], int, int, int, int, bool, bool]) -> pa.RecordBatch:
+    spec_dict, start, stop, seed, size, jitter, size_jitter = args
     spec = DatasetSpec.from_dict(spec_dict)
-    rows = [render_example(spec, i, seed, size, jitter) for i in range(start, stop)]
+    rows = [render_example(spec, i, seed, size, jitter, size_jitter) for i in range(start, stop)]
     return pa.RecordBatch.from_pylist(rows, schema=SCHEMA)
 
 
@@ -142,6 +146,7 @@ def make_dataset(
     shard_size: int = 10_000,
     progress: bool = True,
     colour_jitter: bool = False,
+    size_jitter: bool = False,
 ) -> Path:
     """Render ``n`` images of ``spec`` into the dataset folder ``out``; returns ``out``."""
     if n < 1:
@@ -158,7 +163,8 @@ def make_dataset(
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         (tmp / "data").mkdir(parents=True)
-        _write_shards(spec, n, tmp / "data", size, seed, workers, shard_size, progress, colour_jitter)
+        jitter = (colour_jitter, size_jitter)
+        _write_shards(spec, n, tmp / "data", size, seed, workers, shard_size, progress, jitter)
         info = {
             "format": FORMAT_VERSION,
             "spec": spec.to_dict(),
@@ -166,6 +172,7 @@ def make_dataset(
             "size": size,
             "seed": seed,
             "colour_jitter": colour_jitter,
+            "size_jitter": size_jitter,
             "shard_size": shard_size,
             "originality_version": __version__,
         }
@@ -187,10 +194,10 @@ def _write_shards(
     workers: int | None,
     shard_size: int,
     progress: bool,
-    jitter: bool = False,
+    jitter: tuple[bool, bool] = (False, False),
 ) -> None:
     n_shards = (n + shard_size - 1) // shard_size
-    tasks = [(spec.to_dict(), a, b, seed, size, jitter) for a, b in _chunks(n, shard_size)]
+    tasks = [(spec.to_dict(), a, b, seed, size, *jitter) for a, b in _chunks(n, shard_size)]
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=n, desc=f"rendering {spec.name}", unit="img", disable=not progress)
     writer: pq.ParquetWriter | None = None
@@ -217,11 +224,13 @@ def _write_shards(
 
 def _card(info: dict[str, Any]) -> str:
     spec = info["spec"]
+    jittered = [k for k in ("colour", "size") if info.get(f"{k}_jitter")]
     return (
         f"# Shapes dataset: {spec['name']}\n\n"
         f"{spec.get('description', '')}\n\n"
         f"- images: {info['n']} at {info['size']} px, seed {info['seed']}\n"
-        f"- made by originality {info['originality_version']}; the spec is in `{INFO_FILE}`\n\n"
+        + (f"- {' and '.join(jittered)} drawn inside each class, not the palette's\n" if jittered else "")
+        + f"- made by originality {info['originality_version']}; the spec is in `{INFO_FILE}`\n\n"
         "Load with `datasets.load_dataset(folder, split='train')`.\n"
     )
 

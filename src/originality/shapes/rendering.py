@@ -24,6 +24,10 @@ from originality.shapes.vocabulary import COLOUR_REGIONS, RGB, Element
 # Cell side as a fraction of the canvas side. At 64 px: big 16 px, small 9.6 px, so six
 # elements still fit without overlap and a small empty one keeps a visible stroke.
 DIAMETER: dict[str, float] = {"big": 0.25, "small": 0.15}
+# Each size class's region, for renders whose sizes vary inside their class (a user's square may be
+# drawn a little larger than the palette's): the cell side's range, as a fraction of the canvas.
+# The regions do not meet, so a jittered size never crosses into the other class.
+SIZE_REGIONS: dict[str, tuple[float, float]] = {"big": (0.21, 0.32), "small": (0.12, 0.18)}
 # Outline width of an "empty" element, as a fraction of its cell side: thinner for the
 # shapes with a small inradius, so that every empty shape keeps a visible hole.
 STROKE: dict[str, float] = {"square": 0.14, "circle": 0.14, "hexagon": 0.13, "triangle": 0.09, "star": 0.07}
@@ -39,6 +43,7 @@ class Placed:
     element: Element
     centre: tuple[float, float]
     bbox: tuple[float, float, float, float]
+    side: float  # the cell's side in pixels (see :func:`cell_side`, :func:`jittered_side`)
 
 
 def _unit_outline(shape: str) -> list[tuple[float, float]] | None:
@@ -75,8 +80,14 @@ def cell_side(element: Element, size: int) -> float:
     return DIAMETER[element.size] * size
 
 
-def tight_box(element: Element, centre: tuple[float, float], size: int) -> tuple[float, float, float, float]:
-    d = cell_side(element, size)
+def jittered_side(element: Element, size: int, rng: np.random.Generator) -> float:
+    """A cell side in pixels drawn uniformly from the element's size class (:data:`SIZE_REGIONS`)."""
+    low, high = SIZE_REGIONS[element.size]
+    return float(rng.uniform(low, high)) * size
+
+
+def tight_box(element: Element, centre: tuple[float, float], d: float) -> tuple[float, float, float, float]:
+    """The box of the shape drawn in a cell of side ``d`` pixels centred on ``centre``."""
     cx, cy = centre
     unit = _UNIT[element.shape]
     if unit is None:
@@ -86,14 +97,15 @@ def tight_box(element: Element, centre: tuple[float, float], size: int) -> tuple
     return (min(xs), min(ys), max(xs), max(ys))
 
 
-def place(element: Element, centre: tuple[float, float], size: int) -> Placed:
-    return Placed(element=element, centre=centre, bbox=tight_box(element, centre, size))
+def place(element: Element, centre: tuple[float, float], size: int, side: float | None = None) -> Placed:
+    """``element`` centred on ``centre``, in a cell of ``side`` pixels (default: its size class's)."""
+    side = cell_side(element, size) if side is None else side
+    return Placed(element=element, centre=centre, bbox=tight_box(element, centre, side), side=side)
 
 
-def _cells_overlap(a: Placed, b: Placed, size: int) -> bool:
-    ra = cell_side(a.element, size) / 2
-    rb = cell_side(b.element, size) / 2
-    return abs(a.centre[0] - b.centre[0]) < ra + rb and abs(a.centre[1] - b.centre[1]) < ra + rb
+def _cells_overlap(a: Placed, b: Placed) -> bool:
+    reach = (a.side + b.side) / 2
+    return abs(a.centre[0] - b.centre[0]) < reach and abs(a.centre[1] - b.centre[1]) < reach
 
 
 def sample_layout(
@@ -103,26 +115,30 @@ def sample_layout(
     *,
     allow_overlap: bool = False,
     fixed_centres: Sequence[tuple[float, float]] | None = None,
+    sides: Sequence[float] | None = None,
     max_restarts: int = 100,
 ) -> list[Placed]:
     """Place each element uniformly at random, wholly inside the canvas.
 
     Without ``allow_overlap`` the cells of different elements may not intersect: a
     rejected position is drawn again, so positions are uniform given no overlap.
-    ``fixed_centres`` (fractions of the canvas) pins element ``i`` to centre ``i``.
+    ``fixed_centres`` (fractions of the canvas) pins element ``i`` to centre ``i``;
+    ``sides``: element ``i``'s cell side in pixels (default: its size class's).
     """
+    sides = [cell_side(e, size) for e in elements] if sides is None else list(sides)
     if fixed_centres is not None:
         if len(fixed_centres) < len(elements):
             raise OriginalityError(f"{len(elements)} elements but only {len(fixed_centres)} fixed centres")
-        return [place(e, (fx * size, fy * size), size) for e, (fx, fy) in zip(elements, fixed_centres, strict=False)]
+        pinned = zip(elements, fixed_centres, sides, strict=False)
+        return [place(e, (fx * size, fy * size), size, side) for e, (fx, fy), side in pinned]
     for _ in range(max_restarts):
         placed: list[Placed] = []
-        for element in elements:
-            half = cell_side(element, size) / 2
+        for element, side in zip(elements, sides, strict=True):
+            half = side / 2
             for _ in range(100):
                 centre = tuple(rng.uniform(half, size - half, size=2).tolist())
-                candidate = place(element, centre, size)
-                if allow_overlap or not any(_cells_overlap(candidate, p, size) for p in placed):
+                candidate = place(element, centre, size, side)
+                if allow_overlap or not any(_cells_overlap(candidate, p) for p in placed):
                     placed.append(candidate)
                     break
             else:
@@ -159,7 +175,7 @@ def render(
     draw = ImageDraw.Draw(canvas)
     for i, p in enumerate(placed):
         colour = RGB[p.element.colour] if colours is None else tuple(colours[i])
-        d = cell_side(p.element, size) * k
+        d = p.side * k
         cx, cy = p.centre[0] * k, p.centre[1] * k
         hollow = p.element.texture == "empty"
         width = max(1, round(STROKE[p.element.shape] * d))
