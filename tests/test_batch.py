@@ -85,6 +85,19 @@ def test_a_rerun_with_other_settings_is_refused_not_mixed_in(tiny_model, tmp_pat
     assert sorted(r["image"] for r in records) == ["a.png", "b.png"] and (out / SETTINGS).is_file()
 
 
+def test_a_run_read_by_another_detector_is_refused_not_mixed_in(tiny_model, tmp_path, monkeypatch):
+    import originality.batch as batch
+
+    pipeline = load_pipeline(tiny_model)
+    write_image(tmp_path / "a.png", "red")
+    out, config = tmp_path / "out", score_preset("quick", **CONFIG)
+    score_all(tmp_path / "a.png", pipeline, config, out, progress=False, distance=Counting())
+    assert json.loads((out / SETTINGS).read_text())["detector"] == batch.detector_identity()
+    monkeypatch.setattr(batch, "detector_identity", lambda *a: "retrained")
+    with pytest.raises(OriginalityError, match=r"other settings \(detector\)"):
+        score_all(tmp_path / "a.png", pipeline, config, out, progress=False, distance=Counting())
+
+
 def test_report_escapes_a_hostile_file_name(tiny_model, tmp_path):
     hostile = "<img src=x onerror=alert(1)>.png"
     images = tmp_path / "in"

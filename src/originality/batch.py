@@ -25,6 +25,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from originality import runs
+from originality.detection.detector import detector_identity
 from originality.domains import load_domain
 from originality.errors import OriginalityError
 from originality.images import load_query, open_header
@@ -167,6 +168,8 @@ def run_settings(config, domain: str, model: str | None, distance=None, check=No
 
     settings = {"config": dataclasses.asdict(config), "domain": str(domain)}
     settings.update(model=model, distance=name(distance), check=name(check))
+    if str(domain) == "shapes":  # the detector reads the queries, the samples and the signals' prompts
+        settings["detector"] = detector_identity()
     return settings
 
 
