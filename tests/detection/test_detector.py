@@ -90,8 +90,12 @@ def test_mismatch_says_why_a_sample_is_not_the_query():
     assert why("big red full circle and big blue full square") == "colours swapped"
     assert why("big green full circle and big red full square") == "blue circle drawn green"
     assert why("big blue full circle") == "missing square"
-    assert why("big blue full circle and big red full triangle") == "missing square; extra triangle"
-    assert why("small blue full circle and big red empty square") == "size differs; texture differs"
+    assert why("big blue full circle and big red full triangle") == "triangle in place of square"
+    assert (
+        why("big red full circle and big blue full circle and big red full star")
+        == "circle in place of square and extra star"
+    )
+    assert why("small blue full circle and big red empty square") == "size differs and texture differs"
 
 
 def test_weights_round_trip_through_safetensors(tmp_path):

@@ -100,7 +100,7 @@ def test_each_sample_says_whether_it_matched_and_why(tmp_path):
     page = parse(score_report(scored, Image.new("RGB", (64, 64), "white"), tmp_path))
     check(page)
     text = "".join(page.text)
-    assert "1 of 4 samples match the query; the others: 2 colours swapped, 1 missing square." in text
+    assert "1 of 4 samples match the query; the others: colours swapped (2); missing square (1)." in text
     assert page.tags.count("figcaption") == 4
     html_text = (tmp_path / "report.html").read_text()
     assert html_text.count("<figure class=ok>") == 1 and html_text.count("<figure class=no>") == 3

@@ -110,9 +110,9 @@ def match_kind(found: Counter[Element], want: Counter[Element]) -> str:
 def mismatch(found: Counter[Element], want: Counter[Element]) -> str:
     """Why a sample's elements ``found`` are not the wanted ones, in a few plain words.
 
-    ``matched``; ``nothing read``; ``missing square`` / ``extra circle`` (shapes differ);
-    ``colours swapped`` (the right colours on the wrong shapes); ``red circle drawn blue``;
-    ``size differs`` / ``texture differs``. Several reasons are joined by ``; ``.
+    ``matched``; ``nothing read``; ``circle in place of square``, ``missing square``, ``extra
+    circle`` (shapes differ); ``colours swapped`` (the right colours on the wrong shapes); ``red
+    circle drawn blue``; ``size differs``, ``texture differs``. Several are joined by `` and ``.
     """
     if found == want:
         return "matched"
@@ -125,17 +125,19 @@ def mismatch(found: Counter[Element], want: Counter[Element]) -> str:
     missing = count(want, "shape") - count(found, "shape")
     extra = count(found, "shape") - count(want, "shape")
     if missing or extra:
-        words = [f"missing {s}" for (s,) in sorted(missing.elements())]
-        return "; ".join(words + [f"extra {s}" for (s,) in sorted(extra.elements())])
+        lost, added = [s for (s,) in sorted(missing.elements())], [s for (s,) in sorted(extra.elements())]
+        swaps = [f"{a} in place of {b}" for a, b in zip(added, lost, strict=False)]
+        n = len(swaps)
+        return " and ".join(swaps + [f"missing {s}" for s in lost[n:]] + [f"extra {s}" for s in added[n:]])
     if count(found, "shape", "colour") != count(want, "shape", "colour"):
         if count(found, "colour") == count(want, "colour"):
             return "colours swapped"
         lost = sorted((count(want, "shape", "colour") - count(found, "shape", "colour")).elements())
         drawn = sorted((count(found, "shape", "colour") - count(want, "shape", "colour")).elements())
-        return "; ".join(f"{c} {s} drawn {d}" for (s, c), (_, d) in zip(lost, drawn, strict=True))
+        return " and ".join(f"{c} {s} drawn {d}" for (s, c), (_, d) in zip(lost, drawn, strict=True))
     key = ("shape", "colour")
     differs = [n for n in ("size", "texture") if count(found, *key, n) != count(want, *key, n)]
-    return "; ".join(f"{n} differs" for n in differs) or "differs"
+    return " and ".join(f"{n} differs" for n in differs) or "differs"
 
 
 def kind_shares(found: Sequence[Iterable[Detection]], want: Counter[Element]) -> dict[str, float]:

@@ -157,7 +157,7 @@ def _plain(value: Any) -> str:
 
 def sample_figures(grid: Path, token: dict[str, Any]) -> str:
     """The samples of one token count, each framed matched (green) or not (red) with why in words,
-    after a tally ("12 of 20 samples match the query; the others: 5 colours swapped, 3 missing square")."""
+    after a tally ("12 of 20 samples match the query; the others: colours swapped (5); missing square (3)")."""
     e = html.escape
     distances = token["distances"]
     columns = min(10, len(distances))
@@ -177,7 +177,7 @@ def sample_figures(grid: Path, token: dict[str, Any]) -> str:
         )
     tally = f"{len(distances) - sum(misses.values())} of {len(distances)} samples match the query"
     if misses:
-        tally += "; the others: " + ", ".join(f"{n} {reason}" for reason, n in misses.most_common())
+        tally += "; the others: " + "; ".join(f"{reason} ({n})" for reason, n in misses.most_common())
     return f"<p>{e(tally)}.</p><div class=samples>{''.join(figures)}</div>"
 
 
