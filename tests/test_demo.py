@@ -47,3 +47,18 @@ def test_demo_scores_the_examples_prints_a_table_and_writes_the_report(tiny_mode
     printed = capsys.readouterr().out
     assert "big red full circle and big blue full square" in printed and "report:" in printed
     assert (tmp_path / "demo" / "scores" / "report.html").is_file()
+
+
+def test_a_demo_folder_from_another_detector_starts_again(tiny_model, tmp_path, monkeypatch):
+    import originality.batch as batch
+    import originality.demo as demo
+    from originality.method.search import score_preset
+
+    config = score_preset(
+        "quick", steps=2, batch_size=2, samples=2, inference_steps=2, max_tokens=1, distance="ssim", check=None
+    )
+    demo.run_demo(tmp_path / "demo", model=tiny_model, config=config, progress=False)
+    for module in (batch, demo):  # a new detector shipped: its scores folder would be refused
+        monkeypatch.setattr(module, "detector_identity", lambda *a: "retrained")
+    records = demo.run_demo(tmp_path / "demo", model=tiny_model, config=config, progress=False)
+    assert len(records) == 3

@@ -15,6 +15,7 @@ from typing import Any
 
 from originality import runs
 from originality.batch import score_all, write_batch_report
+from originality.detection.detector import detector_identity
 from originality.domains import load_domain
 from originality.method.search import ScoreConfig, score_preset
 from originality.models.pipeline import load_pipeline, model_identity
@@ -51,9 +52,10 @@ def run_demo(
     print a table, write the report."""
     out = Path(out)
     config = (config or score_preset("quick", signals="all")).resolve(load_domain("shapes"))
-    # The model's identity holds a digest of its weights: a demo folder from an older shipped
-    # model starts again rather than resuming.
+    # The model's and the detector's identities hold digests of their weights: a demo folder from
+    # an older shipped model or detector starts again rather than resuming.
     settings: dict[str, Any] = {"model": model_identity(model), "config": config.__dict__}
+    settings["detector"] = detector_identity()
     open_demo(out, settings)
     started = time.perf_counter()
     pipeline = load_pipeline(model)
