@@ -138,9 +138,8 @@ def test_image_modes_are_converted():
 def test_shipped_detector_reads_rendered_images():
     detector = ElementDetector.load()
     images, rows = rendered(300)
-    # Threshold 0.5: the shipped detector reads 2,000 test images with 99.97% precision and 99.89%
-    # recall there; at the paper's 0.9 it misses under-confident small elements (recall 98.2%);
-    # see results/detector.
+    # At 0.5 rendered images are read almost exactly; at the paper's 0.9 a few under-confident
+    # elements are missed, never invented (the measured figures: results/detector).
     found = detector.detect(images, threshold=0.5)
     exact = sum(matches_caption(d, r["caption"]) for d, r in zip(found, rows, strict=True))
     assert exact >= 0.97 * len(rows)
