@@ -58,7 +58,7 @@ def test_a_demo_folder_from_another_detector_starts_again(tiny_model, tmp_path, 
         "quick", steps=2, batch_size=2, samples=2, inference_steps=2, max_tokens=1, distance="ssim", check=None
     )
     demo.run_demo(tmp_path / "demo", model=tiny_model, config=config, progress=False)
-    for module in (batch, demo):  # a new detector shipped: its scores folder would be refused
-        monkeypatch.setattr(module, "detector_identity", lambda *a: "retrained")
+    # a new detector shipped: its scores folder would be refused
+    monkeypatch.setattr(batch, "detector_identity", lambda *a: "retrained")
     records = demo.run_demo(tmp_path / "demo", model=tiny_model, config=config, progress=False)
     assert len(records) == 3

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from originality import runs
-from originality.batch import score_all, write_batch_report
-from originality.detection.detector import detector_identity
+from originality.batch import run_settings, score_all, write_batch_report
 from originality.domains import load_domain
 from originality.method.search import ScoreConfig, score_preset
 from originality.models.pipeline import load_pipeline, model_identity
@@ -52,14 +51,13 @@ def run_demo(
     print a table, write the report."""
     out = Path(out)
     config = (config or score_preset("quick", signals="all")).resolve(load_domain("shapes"))
-    # The model's and the detector's identities hold digests of their weights: a demo folder from
-    # an older shipped model or detector starts again rather than resuming.
-    settings: dict[str, Any] = {"model": model_identity(model), "config": config.__dict__}
-    settings["detector"] = detector_identity()
-    open_demo(out, settings)
+    # The batch's own settings, whose model and detector identities hold digests of their weights:
+    # a demo folder its scores batch would refuse (an older shipped model or detector) starts again.
+    identity = model_identity(model)
+    open_demo(out, run_settings(config, "shapes", identity))
     started = time.perf_counter()
     pipeline = load_pipeline(model)
-    records = score_all(EXAMPLES / "queries.csv", pipeline, config, out / "scores", progress=progress)
+    records = score_all(EXAMPLES / "queries.csv", pipeline, config, out / "scores", progress=progress, model=identity)
     captions = {r["image"]: r["caption"] for r in csv.DictReader((EXAMPLES / "queries.csv").open())}
     print(f"\n{'query':12s} {'tokens':>6s} {'soft':>5s}  {'distance by m':28s} caption")
     for r in records:

@@ -85,6 +85,11 @@ def matches_caption(detections: Iterable[Detection], caption: str | Sequence[Ele
 MATCH_KINDS = ("exact", "swapped", "shapes", "miss")
 
 
+def _count(counter: Counter[Element], *names: str) -> Counter[tuple[str, ...]]:
+    """The elements' values of the attributes ``names`` (e.g. shape and colour), with multiplicity."""
+    return Counter(tuple(getattr(e, n) for n in names) for e in counter.elements())
+
+
 def match_kind(found: Counter[Element], want: Counter[Element]) -> str:
     """How a sample's elements ``found`` relate to the wanted ones, most specific first.
 
@@ -96,13 +101,9 @@ def match_kind(found: Counter[Element], want: Counter[Element]) -> str:
     """
     if found == want:
         return "exact"
-
-    def attribute(counter: Counter[Element], name: str) -> Counter[str]:
-        return Counter(getattr(e, name) for e in counter.elements())
-
-    if attribute(found, "shape") != attribute(want, "shape"):
+    if _count(found, "shape") != _count(want, "shape"):
         return "miss"
-    if attribute(found, "colour") == attribute(want, "colour"):
+    if _count(found, "colour") == _count(want, "colour"):
         return "swapped"
     return "shapes"
 
@@ -118,10 +119,7 @@ def mismatch(found: Counter[Element], want: Counter[Element]) -> str:
         return "matched"
     if not found:
         return "nothing read"
-
-    def count(counter: Counter[Element], *names: str) -> Counter[tuple[str, ...]]:
-        return Counter(tuple(getattr(e, n) for n in names) for e in counter.elements())
-
+    count = _count
     missing = count(want, "shape") - count(found, "shape")
     extra = count(found, "shape") - count(want, "shape")
     if missing or extra:

@@ -64,16 +64,16 @@ SCHEMA = FEATURES.arrow_schema
 
 
 def render_example(
-    spec: DatasetSpec, index: int, seed: int, size: int, jitter: bool = False, size_jitter: bool = False
+    spec: DatasetSpec, index: int, seed: int, size: int, colour_jitter: bool = False, size_jitter: bool = False
 ) -> dict[str, Any]:
-    """Image ``index`` of the dataset (spec, seed, size), as a row of the Parquet table; ``jitter``:
-    each element's colour drawn inside its class instead of the palette's; ``size_jitter``: its
-    size drawn inside its class."""
+    """Image ``index`` of the dataset (spec, seed, size), as a row of the Parquet table;
+    ``colour_jitter``: each element's colour drawn inside its class instead of the palette's;
+    ``size_jitter``: its size drawn inside its class."""
     rng = np.random.default_rng([seed, index])
     component, elements, centres = spec.sample(rng)
     sides = [jittered_side(e, size, rng) for e in elements] if size_jitter else None
     placed = sample_layout(elements, size, rng, allow_overlap=spec.allow_overlap, fixed_centres=centres, sides=sides)
-    colours = [jittered_colour(p.element.colour, rng) for p in placed] if jitter else None
+    colours = [jittered_colour(p.element.colour, rng) for p in placed] if colour_jitter else None
     image = render(placed, size, colours=colours)
     return {
         "index": index,
@@ -85,9 +85,9 @@ def render_example(
 
 
 def _render_chunk(args: tuple[dict[str, Any], int, int, int, int, bool, bool]) -> pa.RecordBatch:
-    spec_dict, start, stop, seed, size, jitter, size_jitter = args
+    spec_dict, start, stop, seed, size, colour_jitter, size_jitter = args
     spec = DatasetSpec.from_dict(spec_dict)
-    rows = [render_example(spec, i, seed, size, jitter, size_jitter) for i in range(start, stop)]
+    rows = [render_example(spec, i, seed, size, colour_jitter, size_jitter) for i in range(start, stop)]
     return pa.RecordBatch.from_pylist(rows, schema=SCHEMA)
 
 
@@ -163,8 +163,7 @@ def make_dataset(
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         (tmp / "data").mkdir(parents=True)
-        jitter = (colour_jitter, size_jitter)
-        _write_shards(spec, n, tmp / "data", size, seed, workers, shard_size, progress, jitter)
+        _write_shards(spec, n, tmp / "data", size, seed, workers, shard_size, progress, colour_jitter, size_jitter)
         info = {
             "format": FORMAT_VERSION,
             "spec": spec.to_dict(),
@@ -194,10 +193,11 @@ def _write_shards(
     workers: int | None,
     shard_size: int,
     progress: bool,
-    jitter: tuple[bool, bool] = (False, False),
+    colour_jitter: bool = False,
+    size_jitter: bool = False,
 ) -> None:
     n_shards = (n + shard_size - 1) // shard_size
-    tasks = [(spec.to_dict(), a, b, seed, size, *jitter) for a, b in _chunks(n, shard_size)]
+    tasks = [(spec.to_dict(), a, b, seed, size, colour_jitter, size_jitter) for a, b in _chunks(n, shard_size)]
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=n, desc=f"rendering {spec.name}", unit="img", disable=not progress)
     writer: pq.ParquetWriter | None = None
