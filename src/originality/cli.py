@@ -123,6 +123,7 @@ def _train(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         command=command,
         max_minutes=minutes,
+        carry=args.carry,
     )
     from accelerate import PartialState  # the process group the trainer joined
 
@@ -534,6 +535,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--hours",
         type=float,
         help="time budget for this call: then checkpoint and save a snapshot; rerun to continue",
+    )
+    train.add_argument(
+        "--carry",
+        metavar="DIR",
+        help="carry the run across machines: each call writes the UNet's EMA weights and the run state here "
+        "(about a quarter of a checkpoint, to commit); a call with no checkpoint in --out starts from it",
     )
     train.add_argument("--overwrite", action="store_true", help="start again, discarding a run in --out")
     train.add_argument("--quiet", action="store_true")

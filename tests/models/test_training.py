@@ -263,3 +263,45 @@ def test_latent_shards_cover_the_images_in_order_or_refuse_an_empty_one():
 
 def test_a_folder_without_a_training_run_has_no_summary(tmp_path):
     assert training_summary(tmp_path) is None and not is_trained(tmp_path)
+
+
+def test_a_carried_run_continues_on_another_machine_from_weights_alone(tiny_model, small_data, tiny_config, tmp_path):
+    config = dataclasses.replace(tiny_config, vae_from=str(tiny_model), latent_scaling="vae", unet_epochs=2)
+    carry = tmp_path / "carry"
+    Trainer(config, small_data, tmp_path / "here", progress=False, carry=carry).run(stop_after_steps=12)
+    carried = {p.name for p in carry.iterdir()}
+    assert carried == {"ema.safetensors", "state.json"}  # no optimizer moments, no raw weights, no VAE
+    state = json.loads((carry / "state.json").read_text())
+    assert state["step"] == 12 and "optimizer_meta" not in state
+    ema = load_file(carry / "ema.safetensors")
+    # "Another machine": a new --out holding nothing but what was carried.
+    warm_from = []
+    trainer = Trainer(config, small_data, tmp_path / "there", progress=False, carry=carry)
+    real = trainer._optimise
+
+    def spy(loss, model, optimizer, step, lr):
+        warm_from.append(trainer._warm_from)
+        return real(loss, model, optimizer, step, lr)
+
+    trainer._optimise = spy
+    out = trainer.run()
+    s = training_summary(out)
+    assert s["steps"]["unet"] == 32 and s["samples_seen"]["unet"] == 32 * 8  # 12 carried + 20 here
+    assert set(warm_from) == {12}  # fresh AdamW moments warm up again from the carried step
+    assert json.loads((carry / "state.json").read_text())["step"] == 32
+    assert not all(torch.equal(ema[k], v) for k, v in load_file(carry / "ema.safetensors").items())
+    # The VAE's own scaling: two UNets on one frozen VAE share one latent space.
+    source = AutoencoderKL.from_pretrained(tiny_model / "vae")
+    assert s["scaling_factor"] == pytest.approx(source.config.scaling_factor)
+    other = dataclasses.replace(config, seed=5)
+    with pytest.raises(OriginalityError, match="other settings"):
+        Trainer(other, small_data, tmp_path / "elsewhere", progress=False, carry=carry).run()
+
+
+def test_latent_scaling_and_caption_dropout_are_checked(tiny_config):
+    with pytest.raises(OriginalityError, match="needs a pretrained VAE"):
+        dataclasses.replace(tiny_config, latent_scaling="vae")
+    with pytest.raises(OriginalityError, match="latent_scaling"):
+        with_overrides(tiny_config, {"vae_from": "shipped", "latent_scaling": "data"})
+    with pytest.raises(OriginalityError, match="caption_dropout"):
+        with_overrides(tiny_config, {"caption_dropout": 1.5})

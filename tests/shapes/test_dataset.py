@@ -77,10 +77,10 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path):
 def test_failure_midway_leaves_nothing_half_written(tmp_path, monkeypatch):
     real = dataset_module.render_example
 
-    def failing(spec, index, seed, size, colour_jitter=False, size_jitter=False):
+    def failing(spec, index, seed, size, *args):
         if index == 700:
             raise RuntimeError("boom")
-        return real(spec, index, seed, size, colour_jitter, size_jitter)
+        return real(spec, index, seed, size, *args)
 
     monkeypatch.setattr(dataset_module, "render_example", failing)
     with pytest.raises(RuntimeError):

@@ -73,6 +73,7 @@ def training_record(
 
 def model_card(config: TrainConfig, s: dict[str, Any]) -> str:
     """The pipeline folder's ``README.md``, from its training summary ``s``."""
+    scaling = "the VAE's own" if config.latent_scaling == "vae" else "measured"
     return (
         "---\nlibrary_name: diffusers\ntags: [originality, shapes, text-to-image]\n---\n\n"
         f"# Shapes model: {s['dataset']['spec']} ({s['preset']} preset)\n\n"
@@ -92,7 +93,7 @@ def model_card(config: TrainConfig, s: dict[str, Any]) -> str:
         + f"- UNet: {s['steps']['unet']} steps ({s['samples_seen']['unet']} samples), final loss "
         f"{_loss(s['final_loss']['unet'])}, {s['seconds']['unet']:.0f} s "
         f"(latents {s['seconds']['latents']:.0f} s)\n"
-        f"- latent scaling factor (measured): {s['scaling_factor']:.5f}\n"
+        f"- latent scaling factor ({scaling}): {s['scaling_factor']:.5f}\n"
         + (
             ""
             if s["finished"]

@@ -82,7 +82,7 @@ class UNetConfig:
 
 # Settings added after runs had been saved: hashed only when set, so those runs still continue.
 # A new optional setting (default None) belongs here.
-ADDED_LATER: tuple[str, ...] = ("vae_from",)
+ADDED_LATER: tuple[str, ...] = ("vae_from", "latent_scaling")
 
 
 @dataclass
@@ -97,6 +97,10 @@ class TrainConfig:
     # or VAE folder. Sec. 4.1 trains the synthetic models' UNets with a pretrained VAE; experiments
     # that train many models share one this way.
     vae_from: str | None = None
+    # The latents' scaling factor: measured on the data (None), or "vae": the pretrained VAE's own, so
+    # that UNets trained on different data over one frozen VAE share one latent space (a likelihood
+    # ratio between two models compares them there).
+    latent_scaling: str | None = None
     # Stage 1: the VAE (paper: 8 epochs, batch 32, lr 1e-5).
     vae_epochs: float = 0.25  # 25K images of a 100K dataset: ~11 min here
     vae_batch: int = 32
@@ -120,6 +124,16 @@ class TrainConfig:
     sample_steps: int = 50  # inference steps for the samples drawn at the end (paper: 50)
     guidance_scale: float = 3.0
     bundle_text_encoder: bool = False  # copy a shared encoder into the saved folder
+
+    def __post_init__(self) -> None:
+        if self.latent_scaling not in (None, "vae"):
+            raise OriginalityError(
+                f"latent_scaling is 'vae' or unset (measured on the data), got {self.latent_scaling!r}"
+            )
+        if self.latent_scaling == "vae" and not self.vae_from:
+            raise OriginalityError("latent_scaling 'vae' needs a pretrained VAE (vae_from)")
+        if not isinstance(self.caption_dropout, int | float) or not 0 <= self.caption_dropout < 1:
+            raise OriginalityError(f"caption_dropout must be in [0, 1), got {self.caption_dropout!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -14,6 +14,13 @@ only) written atomically every ``checkpoint_every`` steps or ``checkpoint_minute
 cached latents and the loss log. The data order of every epoch and the noise of every
 step are drawn from generators seeded by (seed, stage, epoch or step), so a killed run
 resumes where it stopped and ends with the same weights as an uninterrupted one.
+
+A run that must move to another machine between calls (a training longer than a sitting)
+takes a ``carry`` folder: each call ends by writing the UNet's EMA weights and the run state
+there (no optimizer moments: a quarter of the checkpoint, small enough to commit), and a call
+that finds no checkpoint of its own starts from the carry. The UNet then continues from the
+EMA weights with fresh AdamW moments and a new warm-up, so such a run is not bit-identical to
+an uninterrupted one.
 ``accelerate`` runs the loops: one process by default, ``accelerate launch`` for several
 GPUs (the global batch is split across processes), mixed precision by setting.
 """
@@ -112,11 +119,14 @@ class Trainer:
         progress: bool = True,
         command: str | None = None,
         on_step: Callable[[str, int], None] | None = None,
+        carry: str | Path | None = None,
     ):
         quiet_libraries()  # library load reports and bars; the run has its own progress bar
         self.config, self.dataset, self.out = config, Path(dataset), Path(out)
         self.command = command or " ".join(sys.argv)
         self.on_step = on_step
+        self.carry = None if carry is None else Path(carry)
+        self._warm_from = 0  # the step the learning-rate warm-up counts from (later after a carry)
         self.work = self.out / "training"
         # Without a GPU, accelerate joins torchrun's process group only when told it runs on CPUs;
         # otherwise every process takes itself for the only one and trains a model of its own.
@@ -183,6 +193,7 @@ class Trainer:
             cfg.text_encoder, max_length=cfg.max_length, scratch=self.work / "tiny-text-encoder"
         )
         encoder.to(self.device)
+        self._take_carry()
         tensors, run = self._load_state()
         self._counted = False
         budget = [stop_after_steps]
@@ -210,10 +221,13 @@ class Trainer:
             vae.load_state_dict(tensors["vae"])
         vae.to(self.device).eval().requires_grad_(False)
         mean, std = self._latents(vae, images, run)
+        if cfg.latent_scaling == "vae":
+            run.scaling_factor = float(vae.config.scaling_factor)
         unet = build_unet(cfg, encoder.config.hidden_size)
         if run.stage == "unet":
             text = CaptionEmbeddings(tokenizer, encoder, captions, self.device, self.progress)
             finished = self._train_unet(unet, mean, std, captions, text, tensors, run, budget)
+            self._write_carry()
             # Stopped by a test's step budget, or out of time before any UNet step: no snapshot to save.
             if not finished and (run.step == 0 or not self._out_of_time()):
                 return self.out
@@ -224,6 +238,37 @@ class Trainer:
         if self.accelerator.is_main_process:
             self._save(vae.cpu(), encoder.cpu(), tokenizer, unet.cpu(), run)
         return self.out
+
+    # -- carrying a run across machines ----------------------------------------------------------------
+    def _take_carry(self) -> None:
+        """Start from the carry folder when this run has no checkpoint of its own."""
+        if self.carry is None or read_checkpoint(self.work / "checkpoint") is not None:
+            return
+        found = read_checkpoint(self.carry)
+        if found is None:
+            return  # the first call: nothing carried yet
+        tensors, state = found
+        if state.get("fingerprint") != self.config.fingerprint():
+            raise OriginalityError(
+                f"the carry {self.carry} holds a run of other settings (fingerprint {state.get('fingerprint')}, "
+                f"these {self.config.fingerprint()}); choose another --carry"
+            )
+        if state.get("stage") == "vae":
+            raise OriginalityError(f"the carry {self.carry} stopped in the VAE stage; only UNet runs are carried")
+        if self.accelerator.is_main_process:
+            write_checkpoint(self.work / "checkpoint", tensors, state)
+        self.accelerator.wait_for_everyone()
+
+    def _write_carry(self) -> None:
+        """The EMA weights and the run state of the last checkpoint, into the carry folder."""
+        if self.carry is None or not self.accelerator.is_main_process:
+            return
+        found = read_checkpoint(self.work / "checkpoint")
+        if found is None or "ema" not in found[0]:
+            return
+        tensors, state = found
+        state = {k: v for k, v in state.items() if k != "optimizer_meta"}
+        write_checkpoint(self.carry, {"ema": tensors["ema"]}, state)
 
     def _out_of_time(self) -> bool:
         if self._deadline is None:  # the same on every rank
@@ -310,6 +355,8 @@ class Trainer:
         total = self._steps(len(mean), cfg.unet_batch, cfg.unet_epochs)
         if "unet" in tensors:
             unet.load_state_dict(tensors["unet"])
+        elif "ema" in tensors:  # a carried checkpoint: weights only
+            unet.load_state_dict(tensors["ema"])
         unet.to(self.device)
         ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, foreach=True)
         if "ema" in tensors:
@@ -319,6 +366,8 @@ class Trainer:
         optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg.unet_lr, weight_decay=cfg.weight_decay)
         if "unet_optimizer" in tensors:
             load_optimizer(optimizer, tensors["unet_optimizer"], self._meta)
+        else:  # fresh moments (a new run, or a carried one): warm up again from here
+            self._warm_from = run.step
         unet, optimizer = acc.prepare(unet, optimizer)
         unet.train()
         alphas = scheduler.alphas_cumprod.to(self.device)
@@ -372,7 +421,7 @@ class Trainer:
     def _optimise(self, loss: torch.Tensor, model, optimizer, step: int, lr: float) -> torch.Tensor:
         cfg = self.config
         for group in optimizer.param_groups:  # linear warm-up, then constant
-            group["lr"] = lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+            group["lr"] = lr * min(1.0, (step + 1 - self._warm_from) / max(1, cfg.warmup_steps))
         optimizer.zero_grad(set_to_none=True)
         self.accelerator.backward(loss)
         if cfg.grad_clip:

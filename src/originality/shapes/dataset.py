@@ -64,13 +64,26 @@ SCHEMA = FEATURES.arrow_schema
 
 
 def render_example(
-    spec: DatasetSpec, index: int, seed: int, size: int, colour_jitter: bool = False, size_jitter: bool = False
+    spec: DatasetSpec,
+    index: int,
+    seed: int,
+    size: int,
+    colour_jitter: bool = False,
+    size_jitter: bool = False,
+    plan: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Image ``index`` of the dataset (spec, seed, size), as a row of the Parquet table;
     ``colour_jitter``: each element's colour drawn inside its class instead of the palette's;
-    ``size_jitter``: its size drawn inside its class."""
+    ``size_jitter``: its size drawn inside its class; ``plan``: a planned spec's
+    :meth:`~DatasetSpec.plan` for the dataset's n and seed."""
     rng = np.random.default_rng([seed, index])
-    component, elements, centres = spec.sample(rng)
+    if spec.planned:
+        if plan is None:
+            raise OriginalityError(f"spec {spec.name!r} plans its images: pass its plan for the dataset's n")
+        component, elements, rng = spec.planned_image(int(plan[index]), index, seed, rng)
+        centres = None
+    else:
+        component, elements, centres = spec.sample(rng)
     sides = [jittered_side(e, size, rng) for e in elements] if size_jitter else None
     placed = sample_layout(elements, size, rng, allow_overlap=spec.allow_overlap, fixed_centres=centres, sides=sides)
     colours = [jittered_colour(p.element.colour, rng) for p in placed] if colour_jitter else None
@@ -84,10 +97,11 @@ def render_example(
     }
 
 
-def _render_chunk(args: tuple[dict[str, Any], int, int, int, int, bool, bool]) -> pa.RecordBatch:
-    spec_dict, start, stop, seed, size, colour_jitter, size_jitter = args
+def _render_chunk(args: tuple[dict[str, Any], int, int, int, int, int, bool, bool]) -> pa.RecordBatch:
+    spec_dict, n, start, stop, seed, size, colour_jitter, size_jitter = args
     spec = DatasetSpec.from_dict(spec_dict)
-    rows = [render_example(spec, i, seed, size, colour_jitter, size_jitter) for i in range(start, stop)]
+    plan = spec.plan(n, seed) if spec.planned else None
+    rows = [render_example(spec, i, seed, size, colour_jitter, size_jitter, plan) for i in range(start, stop)]
     return pa.RecordBatch.from_pylist(rows, schema=SCHEMA)
 
 
@@ -197,7 +211,9 @@ def _write_shards(
     size_jitter: bool = False,
 ) -> None:
     n_shards = (n + shard_size - 1) // shard_size
-    tasks = [(spec.to_dict(), a, b, seed, size, colour_jitter, size_jitter) for a, b in _chunks(n, shard_size)]
+    if spec.planned:
+        spec.plan_counts(n)  # one line now, not a traceback from every worker, when n is too small
+    tasks = [(spec.to_dict(), n, a, b, seed, size, colour_jitter, size_jitter) for a, b in _chunks(n, shard_size)]
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=n, desc=f"rendering {spec.name}", unit="img", disable=not progress)
     writer: pq.ParquetWriter | None = None
@@ -205,7 +221,7 @@ def _write_shards(
     pool = mp.get_context("fork").Pool(workers) if workers > 1 and len(tasks) > 1 else None
     try:
         batches: Iterator[pa.RecordBatch] = pool.imap(_render_chunk, tasks) if pool else map(_render_chunk, tasks)
-        for (_, start, *_), batch in zip(tasks, batches, strict=True):
+        for (_, _, start, *_), batch in zip(tasks, batches, strict=True):
             if start // shard_size != shard:
                 if writer is not None:
                     writer.close()

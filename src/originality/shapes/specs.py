@@ -22,6 +22,12 @@ Presets (see :func:`list_presets`):
 * ``originality-mix-rarer``: the same with the rare pair ten times rarer (0.01%, about 10
   images in 100K): at 0.1% a CPU-trained model draws the rare pair as well as the common one.
 * ``all-elements``: all 60 elements, nothing held out (the detector's training data).
+* ``frequency-ladder`` / ``frequency-background``: pairs at exact, log-spaced training
+  frequencies, and the same pairs at one shared frequency (``shapes.frequency_ladder``).
+
+A spec with ``planned`` images is not drawn image by image: its counts are exact. The
+planned images, the empty ones and single-element filler that makes every element equally
+common are laid out once and placed by a seeded shuffle (:meth:`DatasetSpec.plan`).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import numpy as np
 import yaml
 
 from originality.errors import OriginalityError
+from originality.shapes import frequency_ladder as fl
 from originality.shapes.captions import parse_caption
 from originality.shapes.vocabulary import COLOURS, SHAPES, SIZES, TEXTURES, Element, check_value, elements_from
 
@@ -51,6 +58,21 @@ class Component:
 
 
 @dataclass
+class Planned:
+    """Exactly ``count`` images (or ``fraction`` of the dataset, rounded) holding exactly ``elements``;
+    ``identical``: every one of them the same image (one layout), as a duplicated training image."""
+
+    name: str
+    elements: list[str]  # caption phrases
+    fraction: float | None = None
+    count: int | None = None
+    identical: bool = False
+
+    def images(self, n: int) -> int:
+        return self.count if self.count is not None else round(self.fraction * n)
+
+
+@dataclass
 class DatasetSpec:
     name: str
     shapes: list[str] = field(default_factory=lambda: list(SHAPES))
@@ -63,10 +85,12 @@ class DatasetSpec:
     components: list[Component] = field(default_factory=list)
     at_most_one_of: list[str] = field(default_factory=list)
     allow_overlap: bool = False
+    planned: list[Planned] = field(default_factory=list)
     description: str = ""
 
     def __post_init__(self) -> None:
         self.components = [c if isinstance(c, Component) else _component(c) for c in self.components]
+        self.planned = [p if isinstance(p, Planned) else _planned(p) for p in self.planned]
         self.validate()
 
     # -- validation --------------------------------------------------------------------
@@ -119,6 +143,26 @@ class DatasetSpec:
                         raise OriginalityError(f"spec {self.name!r}: fixed centres are (x, y) fractions in [0, 1]")
         for s in self.at_most_one_of:
             check_value("shape", s)
+        if self.planned:
+            self._validate_planned(spanning)
+
+    def _validate_planned(self, spanning: set[Element]) -> None:
+        if self.components or self.at_most_one_of:
+            raise OriginalityError(f"spec {self.name!r}: planned images do not mix with components or at_most_one_of")
+        for p in self.planned:
+            if (p.fraction is None) == (p.count is None):
+                raise OriginalityError(f"spec {self.name!r}: planned {p.name!r} needs one of fraction or count")
+            if p.fraction is not None and (not isinstance(p.fraction, int | float) or not 0 <= p.fraction <= 1):
+                raise OriginalityError(f"spec {self.name!r}: planned {p.name!r} fraction must be in [0, 1]")
+            if p.count is not None and (not isinstance(p.count, int) or p.count < 0):
+                raise OriginalityError(f"spec {self.name!r}: planned {p.name!r} count must be an integer >= 0")
+            if not p.elements:
+                raise OriginalityError(f"spec {self.name!r}: planned {p.name!r} has no elements")
+            for phrase in p.elements:
+                if _one_element(phrase) not in spanning:
+                    raise OriginalityError(
+                        f"spec {self.name!r}: planned element {phrase!r} is outside the spanning set"
+                    )
 
     # -- derived sets --------------------------------------------------------------------
     @property
@@ -138,9 +182,72 @@ class DatasetSpec:
     def rest_fraction(self) -> float:
         return max(0.0, 1.0 - self.empty_fraction - sum(c.fraction for c in self.components))
 
+    # -- planned specs: exact counts ----------------------------------------------------------
+    def plan_counts(self, n: int) -> dict[str, Any]:
+        """How many images of each kind a planned spec of ``n`` images holds: ``empty``, ``planned``
+        (one count per entry) and ``filler`` (one count per allowed element, chosen so that every
+        element is in as many images as the others, to one image)."""
+        allowed = self.allowed
+        empty = round(self.empty_fraction * n)
+        planned = [p.images(n) for p in self.planned]
+        mass = dict.fromkeys(allowed, 0)
+        for p, k in zip(self.planned, planned, strict=True):
+            for phrase in p.elements:
+                element = _one_element(phrase)
+                if element not in mass:
+                    raise OriginalityError(f"spec {self.name!r}: planned element {phrase!r} is held out")
+                mass[element] += k
+        filler_total = n - empty - sum(planned)
+        if filler_total < 0:
+            raise OriginalityError(
+                f"spec {self.name!r} plans {empty + sum(planned):,} images; --n {n:,} is too small for it"
+            )
+        level = (filler_total + sum(mass.values())) / len(allowed)  # each element's images, once balanced
+        wanted = {e: level - m for e, m in mass.items()}
+        short = min(wanted, key=wanted.get)
+        if wanted[short] < 0:
+            raise OriginalityError(
+                f"spec {self.name!r} at --n {n:,}: {short.phrase} is in {mass[short]:,} planned images, more than "
+                f"the {level:,.0f} that balanced filler gives every element; use a larger --n"
+            )
+        filler = {e: int(np.floor(v)) for e, v in wanted.items()}
+        by_remainder = sorted(wanted, key=lambda e: (-(wanted[e] - filler[e]), e.index))
+        for e in by_remainder[: filler_total - sum(filler.values())]:  # largest remainders get the leftover
+            filler[e] += 1
+        return {"empty": empty, "planned": planned, "filler": filler}
+
+    def plan(self, n: int, seed: int) -> np.ndarray:
+        """Image i's kind in a planned spec of ``n`` images: -1 empty, ``k`` the planned entry ``k``,
+        ``len(planned) + j`` a single ``allowed[j]``. The kinds' exact counts are laid out and shuffled."""
+        counts = self.plan_counts(n)
+        kinds = [-1] * counts["empty"]
+        for k, c in enumerate(counts["planned"]):
+            kinds += [k] * c
+        for j, e in enumerate(self.allowed):
+            kinds += [len(self.planned) + j] * counts["filler"][e]
+        return np.random.default_rng([seed, PLAN_STREAM]).permutation(np.array(kinds, dtype=np.int64))
+
+    def planned_image(
+        self, kind: int, index: int, seed: int, rng: np.random.Generator
+    ) -> tuple[str, list[Element], np.random.Generator]:
+        """The component name, the elements and the layout's random stream of image ``index`` of ``kind``
+        (see :meth:`plan`); an identical planned image draws from one stream for all its copies."""
+        if kind < 0:
+            return "empty", [], rng
+        if kind >= len(self.planned):
+            return "filler", [self.allowed[kind - len(self.planned)]], rng
+        p = self.planned[kind]
+        if p.identical:
+            rng = np.random.default_rng([seed, PLAN_STREAM, kind])
+        elements = [_one_element(phrase) for phrase in p.elements]
+        rng.shuffle(elements)  # caption order carries no information
+        return p.name, elements, rng
+
     # -- sampling --------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> tuple[str, list[Element], list[tuple[float, float]] | None]:
         """Draw one image's contents: (component name, elements in drawing order, fixed centres)."""
+        if self.planned:
+            raise OriginalityError(f"spec {self.name!r} plans its images: draw them with plan(), not sample()")
         u = rng.random()
         if u < self.empty_fraction:
             return "empty", [], None
@@ -179,6 +286,8 @@ class DatasetSpec:
         for c in data["components"]:
             if c["fixed_centres"] is not None:
                 c["fixed_centres"] = [list(p) for p in c["fixed_centres"]]
+        if not data["planned"]:  # the specs written before planned images existed read the same
+            del data["planned"]
         return data
 
     @classmethod
@@ -219,6 +328,19 @@ def _component(data: Any) -> Component:
     )
 
 
+def _planned(data: Any) -> Planned:
+    if not isinstance(data, dict):
+        raise OriginalityError("a planned entry is a mapping with name, elements and fraction or count")
+    known = {f.name for f in dataclasses.fields(Planned)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise OriginalityError(f"unknown planned key {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    missing = sorted({"name", "elements"} - set(data))
+    if missing:
+        raise OriginalityError(f"planned entry needs key {missing[0]!r}")
+    return Planned(**{**data, "elements": list(data["elements"])})
+
+
 def _one_element(phrase: str) -> Element:
     elements = parse_caption(phrase)
     if len(elements) != 1:
@@ -244,6 +366,8 @@ VARIANTS: dict[str, tuple[str, str]] = {
 }
 LADDER_MAX_ELEMENTS = 6
 MIX_MAX_ELEMENTS = 4
+PLAN_STREAM = 0x504C414E  # "PLAN": the shuffle's (and identical images') random stream, apart from images'
+
 DEFAULT_FIXED_CENTRES = [(0.3, 0.5), (0.7, 0.5)]
 RARER_FRACTION = 0.0001
 
@@ -298,9 +422,70 @@ def all_elements() -> DatasetSpec:
     )
 
 
+def _pair_phrases(pair: tuple[Element, Element]) -> list[str]:
+    return [e.phrase for e in pair]
+
+
+def frequency_ladder(copies: tuple[int, ...] = fl.COPIES) -> DatasetSpec:
+    """Pairs at exact, log-spaced shares of the images, a duplication ladder, balanced filler."""
+    planned = [
+        Planned(f"ladder {fl.level_name(rate)}", _pair_phrases(pair), fraction=rate)
+        for rate, pairs in zip(fl.LEVELS, fl.ladder_pairs(), strict=True)
+        for pair in pairs
+    ]
+    planned += [
+        Planned(f"copies x{k}", _pair_phrases(pair), count=k, identical=True)
+        for k, pairs in zip(copies, fl.copied_pairs(), strict=True)
+        for pair in pairs
+    ]
+    return DatasetSpec(
+        name="frequency-ladder",
+        sizes=["big"],
+        textures=["full"],
+        planned=planned,
+        description=(
+            f"Frequency ladder: {len(fl.LEVELS) * fl.PAIRS_PER_LEVEL} pairs of big full elements alone in an "
+            f"image, {fl.PAIRS_PER_LEVEL} per level at exact shares {', '.join(map(fl.level_name, fl.LEVELS))}; "
+            f"{fl.IMAGES_PER_COPY_LEVEL} fixed images each repeated {', '.join(map(str, copies))} times; 10% empty; "
+            "single-element filler makes every element equally common."
+        ),
+    )
+
+
+def frequency_background(copies: tuple[int, ...] = fl.COPIES) -> DatasetSpec:
+    """The ladder's pairs at one shared share (the same share of pair images in all), the copied
+    images' pairs as fresh renders at the same counts, the same empty share and filler."""
+    pairs = [pair for level in fl.ladder_pairs() for pair in level]
+    shared = fl.PAIRS_PER_LEVEL * sum(fl.LEVELS) / len(pairs)
+    planned = [Planned("background pair", _pair_phrases(pair), fraction=shared) for pair in pairs]
+    planned += [
+        Planned(f"fresh x{k}", _pair_phrases(pair), count=k)
+        for k, pairs in zip(copies, fl.copied_pairs(), strict=True)
+        for pair in pairs
+    ]
+    return DatasetSpec(
+        name="frequency-background",
+        sizes=["big"],
+        textures=["full"],
+        planned=planned,
+        description=(
+            f"Background for the frequency ladder: its {len(pairs)} pairs (the never-seen ones too) each at "
+            f"{fl.level_name(shared)} of the images, the copied images' pairs as fresh renders at the same counts, "
+            "10% empty, balanced single-element filler."
+        ),
+    )
+
+
 def list_presets() -> list[str]:
     names = [f"ladder-{lv}-{v}" for lv in LADDER_LEVELS for v in VARIANTS]
-    return names + ["originality-mix", "originality-mix-fixed", "originality-mix-rarer", "all-elements"]
+    return names + [
+        "originality-mix",
+        "originality-mix-fixed",
+        "originality-mix-rarer",
+        "all-elements",
+        "frequency-ladder",
+        "frequency-background",
+    ]
 
 
 def preset(name: str) -> DatasetSpec:
@@ -313,6 +498,10 @@ def preset(name: str) -> DatasetSpec:
         return originality_mix(rare_fraction=RARER_FRACTION, name=name)
     if name == "all-elements":
         return all_elements()
+    if name == "frequency-ladder":
+        return frequency_ladder()
+    if name == "frequency-background":
+        return frequency_background()
     if name.startswith("ladder-"):
         parts = name.split("-", 2)
         if len(parts) == 3 and parts[1].isdigit():

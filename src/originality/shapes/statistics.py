@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from originality.shapes.captions import parse_caption
 from originality.shapes.dataset import read_info, read_table
 from originality.shapes.specs import DatasetSpec
 from originality.shapes.vocabulary import Element
@@ -45,17 +46,28 @@ def compute_statistics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     counts = Counter(len(r["elements"]) for r in rows)
     elements: Counter[str] = Counter()
     pairs: Counter[str] = Counter()
+    exact_pairs: Counter[str] = Counter()
     for r in rows:
         elements.update(_element(e).phrase for e in r["elements"])
         shapes = sorted({e["shape"] for e in r["elements"]})
         pairs.update(f"{a}+{b}" for a, b in itertools.combinations(shapes, 2))
+        if len(r["elements"]) == 2:
+            exact_pairs[pair_key(r["elements"])] += 1
     return {
         "images": n,
         "components": {k: v / n for k, v in sorted(components.items())},
         "element_counts": {k: v / n for k, v in sorted(counts.items())},
         "elements": {k: v for k, v in sorted(elements.items(), key=lambda kv: -kv[1])},
         "pairs": {k: v / n for k, v in sorted(pairs.items())},
+        # In a query's own unit: images of exactly these two elements, nothing else.
+        "exact_pairs": {k: v / n for k, v in sorted(exact_pairs.items(), key=lambda kv: -kv[1])},
     }
+
+
+def pair_key(elements: list[dict[str, Any]] | list[Element]) -> str:
+    """One name for an unordered pair of elements: ``big blue full circle + big red full square``."""
+    phrases = sorted(e.phrase if isinstance(e, Element) else _element(e).phrase for e in elements)
+    return " + ".join(phrases)
 
 
 def _element(d: dict[str, Any]) -> Element:
@@ -64,6 +76,8 @@ def _element(d: dict[str, Any]) -> Element:
 
 def check_statistics(rows: list[dict[str, Any]], spec: DatasetSpec) -> list[Check]:
     """Compare the rows with the spec's stated frequencies."""
+    if spec.planned:
+        return check_planned(rows, spec)
     n = len(rows)
     checks: list[Check] = []
     by_component = Counter(r["component"] for r in rows)
@@ -106,6 +120,46 @@ def check_statistics(rows: list[dict[str, Any]], spec: DatasetSpec) -> list[Chec
             if r["component"] == c.name and sorted(e["shape"] for e in r["elements"]) != sorted(c.shapes)
         )
         checks.append(Check(f"{c.name} images hold exactly {'+'.join(c.shapes)}", 0, wrong, 0, wrong == 0))
+    return checks
+
+
+def _exact(name: str, expected: int, observed: int) -> Check:
+    return Check(name, expected, observed, 0, expected == observed)
+
+
+def check_planned(rows: list[dict[str, Any]], spec: DatasetSpec) -> list[Check]:
+    """A planned spec's counts are exact: every kind of image, every pair, every element."""
+    n = len(rows)
+    counts = spec.plan_counts(n)
+    by_component = Counter(r["component"] for r in rows)
+    checks = [_exact("empty images", counts["empty"], by_component["empty"])]
+    checks.append(_exact("filler images", sum(counts["filler"].values()), by_component["filler"]))
+    names: dict[str, int] = Counter()
+    for p, k in zip(spec.planned, counts["planned"], strict=True):
+        names[p.name] += k
+    checks += [_exact(f"{name} images", k, by_component[name]) for name, k in names.items()]
+    # Each planned pair in exactly its count of images, alone: one key per pair.
+    wanted: Counter[str] = Counter()
+    for p, k in zip(spec.planned, counts["planned"], strict=True):
+        wanted[pair_key(parse_caption(" and ".join(p.elements)))] += k
+    seen = Counter(pair_key(r["elements"]) for r in rows if len(r["elements"]) >= 2)
+    for key, k in wanted.items():
+        checks.append(_exact(f"images of exactly {key}", k, seen[key]))
+    unplanned = sum(v for key, v in seen.items() if key not in wanted)
+    checks.append(_exact("images of any other pair", 0, unplanned))
+    copies = [(p, k) for p, k in zip(spec.planned, counts["planned"], strict=True) if p.identical]
+    by_pair_images: dict[str, set[tuple]] = {}
+    for r in rows:
+        if r["component"] in {p.name for p, _ in copies}:
+            layout = tuple((e["shape"], e["colour"], tuple(e["bbox"])) for e in r["elements"])
+            by_pair_images.setdefault(pair_key(r["elements"]), set()).add(layout)
+    distinct = sum(len(v) for v in by_pair_images.values())
+    checks.append(_exact("distinct layouts among the copied images", len(copies), distinct))
+    # Every element in as many images as the others (within 10%).
+    per_element = Counter(_element(e) for r in rows for e in r["elements"])
+    low, high = min(per_element[e] for e in spec.allowed), max(per_element[e] for e in spec.allowed)
+    spread = high / low - 1 if low else math.inf
+    checks.append(Check("elements' image counts, max / min - 1", 0.0, spread, 0.1, spread <= 0.1))
     return checks
 
 
