@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from originality.experiments.verdict_checks import spearman
+from originality.stats import spearman
 
 
 def confirm(summary: dict, first: int, last: int) -> dict:

@@ -479,6 +479,40 @@ def _add_score_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true")
 
 
+def _add_registered_experiments(expsub) -> None:
+    """One command per experiment on the runner's skeleton, its options made from its config."""
+    from originality.experiments.runner import option_fields, registered
+
+    for name, experiment in registered().items():
+        first = next(iter(experiment.presets))
+        parser = expsub.add_parser(name, help=experiment.title, description=experiment.title)
+        parser.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
+        parser.add_argument(
+            "--preset", choices=list(experiment.presets), help=f"named settings (default {first}); options override"
+        )
+        names = []
+        for field, kind, default, text in option_fields(experiment.config_type()):
+            flag, names = "--" + field.replace("_", "-"), [*names, field]
+            if kind is bool:
+                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+            else:
+                shown = "" if default in (None, "") else f" (default {default})"
+                parser.add_argument(flag, type=kind, default=None, help=f"{text}{shown}")
+        parser.add_argument("--quiet", action="store_true")
+        parser.set_defaults(func=_experiment_registered, experiment_object=experiment, option_names=names)
+
+
+def _experiment_registered(args: argparse.Namespace) -> None:
+    from originality.experiments.runner import run_experiment
+
+    experiment = args.experiment_object
+    overrides = {n: getattr(args, n) for n in args.option_names if getattr(args, n) is not None}
+    config = experiment.config(args.preset, **overrides)
+    summary = run_experiment(experiment, args.out, config, progress=not args.quiet)
+    print(experiment.table(summary))
+    print(f"wrote {Path(args.out) / 'summary.json'} and {Path(args.out) / 'report.html'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="originality", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -697,6 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--budget-queries", type=int, default=2, help="common queries inverted at each step budget")
     cal.add_argument("--quiet", action="store_true")
     cal.set_defaults(func=_experiment_calibrate)
+    _add_registered_experiments(expsub)
 
     demo = sub.add_parser("demo", help="score the three shipped example queries with the shipped model")
     demo.add_argument("--out", default="outputs/demo")

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from originality.errors import OriginalityError
 from originality.models.config import train_preset, with_overrides
 from originality.report.plots import generalization_lengths_plot
 from originality.runs import write_json
 from originality.shapes.specs import ladder
+from originality.stats import rho
 
 if TYPE_CHECKING:
     from originality.experiments.generalization import GeneralizationConfig
@@ -147,4 +147,4 @@ def _rises(values: list[float]) -> bool:
     """Rank correlation with the level is positive (a noisy but upward trend)."""
     if len(values) < 2 or max(values) == min(values):
         return False
-    return bool(spearmanr(range(len(values)), values).statistic > 0)
+    return bool((rho(range(len(values)), values) or 0.0) > 0)

@@ -28,14 +28,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
 from originality import runs
 from originality.detection.detector import ElementDetector, detector_identity
 from originality.domains import load_domain
 from originality.errors import OriginalityError
-from originality.experiments.verdict_checks import spearman
 from originality.method.familiarity import build_reference, reading_prompt
 from originality.method.inversion import InversionSettings, invert, placeholder_phrase, set_embeddings
 from originality.method.signals import SignalConfig, query_latents, readings, signal_grid
@@ -44,6 +42,7 @@ from originality.report.signals import signals_plots, signals_report
 from originality.shapes.captions import colour_count
 from originality.shapes.queries import CONTROLS, PAIRS, pair_frequencies, render_pair
 from originality.shapes.specs import originality_mix
+from originality.stats import auroc, rho, spearman
 
 MARKER = "experiment.json"
 READINGS = "readings.jsonl"
@@ -413,19 +412,14 @@ def _rho(values: dict[str, float], group_of, frequency) -> float | None:
     """Spearman's rho between a signal and its query's rarity (higher: rarer pair); positive when
     the signal calls the rarer pairs less familiar."""
     images = list(values)
-    rarity = [-frequency[group_of[i]] for i in images]
-    if len(set(rarity)) < 2 or len({values[i] for i in images}) < 2:
-        return None
-    return float(spearmanr(rarity, [values[i] for i in images]).statistic)
+    return rho([-frequency[group_of[i]] for i in images], [values[i] for i in images])
 
 
 def _auroc(values: dict[str, float], group_of, low: str) -> float | None:
     """P(a query of the more frequent group scores below one of the rarer), ties half."""
-    a = np.array([v for i, v in values.items() if group_of[i] == low])
-    b = np.array([v for i, v in values.items() if group_of[i] != low])
-    if not len(a) or not len(b):
-        return None
-    return float(((a[:, None] < b[None, :]).sum() + 0.5 * (a[:, None] == b[None, :]).sum()) / (len(a) * len(b)))
+    return auroc(
+        [v for i, v in values.items() if group_of[i] == low], [v for i, v in values.items() if group_of[i] != low]
+    )
 
 
 def _bootstrap(values: dict[str, float], group_of, statistic, rng, draws: int) -> list[float] | None:

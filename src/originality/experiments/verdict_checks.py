@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
 from originality import runs
@@ -32,6 +31,7 @@ from originality.method.search import THRESHOLDS, ScoreConfig, sample_seeds
 from originality.models.pipeline import generate
 from originality.report.grids import grid_cell
 from originality.shapes.captions import parse_caption
+from originality.stats import spearman
 
 # The shared arguments' types: the summary, the scored records, the query rows.
 Summary = dict[str, Any]
@@ -254,11 +254,3 @@ def shape_pair_verdict(
     rho = spearman(xs, list(tokens.values()))
     summary["shape_pair"] = {"threshold": threshold, "groups": groups, "tokens": tokens, "spearman": rho}
     return summary["shape_pair"]
-
-
-def spearman(xs: list[float], ys: list[float]) -> dict[str, float] | None:
-    """Spearman's rho with its p-value and n; None where either side is constant."""
-    if len(set(xs)) < 2 or len(set(ys)) < 2:
-        return None
-    rho = spearmanr(xs, ys)
-    return {"rho": float(rho.statistic), "p": float(rho.pvalue), "n": len(xs)}

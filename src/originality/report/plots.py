@@ -235,3 +235,25 @@ def generalization_lengths_plot(ladders: list[dict], out: str | Path) -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, out)
+
+
+def rates_plot(rates: dict[str, list[float]], registered: set[str], read: int, out: str | Path) -> Path:
+    """Each pair's share of the model's own samples against its share of the training images, on log
+    axes; a rate of 0 sits on the floor (half of one sample in ``read``). Filled: pre-registered."""
+    floor = 0.5 / max(read, 1)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for chosen, style in ((False, {"facecolors": "none", "edgecolors": "#999"}), (True, {"color": "#1f5fbf"})):
+        keys = [k for k in rates if (k in registered) == chosen]
+        x = [max(rates[k][0], floor) for k in keys]
+        y = [max(rates[k][1], floor) for k in keys]
+        label = "registered (expected >= min count)" if chosen else "other pairs"
+        ax.scatter(x, y, s=22, label=f"{label}: {len(keys)}", **style)
+    ax.axline((floor, floor), (1.0, 1.0), color="#444", lw=0.8, ls="--", label="model = training")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("share of training images (non-empty) holding exactly the pair")
+    ax.set_ylabel(f"share of the model's read samples ({read})")
+    ax.set_title("Positive control: the model's own pair rates")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return _save(fig, out)

@@ -1,0 +1,115 @@
+"""One skeleton for every experiment, and one runner for its folder.
+
+An experiment is one file that ends with an :class:`Experiment`:
+
+* its **config**: a dataclass with named presets, ``validate()`` (returns the config, raises a
+  one-line error) and ``to_dict()``; a field's ``metadata["help"]`` becomes its command-line help;
+* ``run(out, config, progress)``: the work, resumable inside the run folder (records in JSONL);
+* ``summarise(out, config)``: the numbers, read back from what ``run`` wrote;
+* ``figures(out, summary)``: the plots a person would rather look at, as PNG paths;
+* ``table(summary)``: the few lines printed at the end;
+* ``identity(config)``: what the settings must pin beside the config (a model's digest), so that a
+  folder made with another model is refused rather than resumed.
+
+:func:`run_experiment` owns everything else: the folder (resumed with the same settings, refused in
+one line with others), the lock, ``summary.json``, ``report.html``. :func:`registered` finds every
+experiment module's ``EXPERIMENT``, so a new experiment is one new file; the command line builds
+``originality experiment NAME`` from its config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from originality import runs
+from originality.presets import from_preset
+from originality.report.html import STYLE, inline_png
+
+Config = TypeVar("Config")
+
+
+def _no_figures(out: Path, summary: dict[str, Any]) -> list[Path]:
+    return []
+
+
+def _no_identity(config: Any) -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Experiment(Generic[Config]):
+    name: str  # the command: originality experiment NAME
+    title: str  # one line for --help and the report
+    presets: Mapping[str, Callable[[], Config]]
+    run: Callable[[Path, Config, bool], None]
+    summarise: Callable[[Path, Config], dict[str, Any]]
+    table: Callable[[dict[str, Any]], str]
+    figures: Callable[[Path, dict[str, Any]], list[Path]] = _no_figures
+    identity: Callable[[Config], dict[str, Any]] = _no_identity
+
+    def config(self, preset: str | None = None, **overrides: Any) -> Config:
+        """The named preset (the first one by default) with ``overrides``, validated."""
+        return from_preset(f"{self.name} experiment", self.presets, preset or next(iter(self.presets)), **overrides)
+
+    def config_type(self) -> type:
+        return type(next(iter(self.presets.values()))())
+
+
+def run_experiment(experiment: Experiment, out: str | Path, config: Any, *, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) ``experiment`` into the folder ``out``; returns the summary it wrote."""
+    out = Path(out)
+    config = config.validate()
+    settings = {"experiment": experiment.name, "config": config.to_dict(), **experiment.identity(config)}
+    runs.open_run(out, settings, what=f"a {experiment.name} run")
+    with runs.lock(out):
+        experiment.run(out, config, progress)
+        summary = {"experiment": experiment.name, "settings": settings, **experiment.summarise(out, config)}
+        runs.write_json(out / "summary.json", summary)
+        figures = experiment.figures(out, summary)
+        report(experiment, summary, figures, out / "report.html")
+    return summary
+
+
+def report(experiment: Experiment, summary: dict[str, Any], figures: list[Path], path: Path) -> Path:
+    """A self-contained page: the title, the printed table, every figure, the settings."""
+    parts = [
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(experiment.title)}</title>",
+        f"<style>{STYLE}</style><h1>{html.escape(experiment.title)}</h1>",
+        f"<pre>{html.escape(experiment.table(summary))}</pre>",
+        *(f"<p><img alt='{html.escape(p.name)}' src='{inline_png(p)}' style='max-width:100%'></p>" for p in figures),
+        "<details><summary>settings</summary><pre>",
+        html.escape(runs.dumps(summary["settings"], indent=1)),
+        "</pre></details>",
+    ]
+    return runs.write_text(path, "\n".join(parts) + "\n")
+
+
+def registered() -> dict[str, Experiment]:
+    """Every ``EXPERIMENT`` defined by a module of this package, by name."""
+    package = importlib.import_module("originality.experiments")
+    found: dict[str, Experiment] = {}
+    for module in pkgutil.iter_modules(package.__path__):
+        experiment = getattr(importlib.import_module(f"{package.__name__}.{module.name}"), "EXPERIMENT", None)
+        if isinstance(experiment, Experiment):
+            found[experiment.name] = experiment
+    return dict(sorted(found.items()))
+
+
+def option_fields(config_type: type) -> list[tuple[str, type, Any, str]]:
+    """(name, type, default, help) of the config fields the command line offers as ``--name``:
+    those of a plain type (str, int, float, bool, or None meaning str)."""
+    out = []
+    defaults = config_type()
+    for f in dataclasses.fields(config_type):
+        value = getattr(defaults, f.name)
+        kind = str if value is None else type(value)
+        if kind in (str, int, float, bool):
+            out.append((f.name, kind, value, f.metadata.get("help", "")))
+    return out
