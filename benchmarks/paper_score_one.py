@@ -21,6 +21,7 @@ from originality.domains import load_domain
 from originality.images import load_query
 from originality.method.search import components, score, score_preset
 from originality.models.pipeline import DEFAULT_REAL_MODEL, load_pipeline
+from originality.scorer import save_result
 
 
 def main() -> None:
@@ -61,7 +62,9 @@ def main() -> None:
             flush=True,
         )
 
-    result = score(image, pipeline, config, domain, distance=distance, check=check, out=args.out, on_token=report)
+    result = score(image, pipeline, config, domain, distance=distance, check=check, on_token=report)
+    if args.out:
+        save_result(result, image, args.out)
     totals = {k: sum(t.seconds[k] for t in result.per_m) for k in ("inversion", "generation", "distance", "check")}
     print("totals: " + ", ".join(f"{k} {v:.0f} s" for k, v in totals.items()))
     print(f"originality: {result.label} token(s), soft {result.soft_tokens:.2f}")

@@ -15,7 +15,8 @@ import json
 import shutil
 from pathlib import Path
 
-from originality.experiments.generalization import generalization_preset, plan, run_generalization, write_measured
+from originality.experiments.generalization import plan, run_generalization, write_measured
+from originality.experiments.generalization_config import generalization_preset
 
 
 def main() -> None:

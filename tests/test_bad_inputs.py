@@ -55,16 +55,26 @@ def test_a_tiny_image_is_refused_by_the_detector_as_by_the_scorer(tmp_path, caps
     assert not (tmp_path / "d").exists()  # nothing written for a failed call
 
 
-def test_every_csv_row_is_checked_before_any_is_scored(tmp_path):
+def test_every_csv_row_is_checked_before_any_is_scored_and_named_by_row(tmp_path):
     Image.new("RGB", (32, 32), "white").save(tmp_path / "a.png")
-    (tmp_path / "list.csv").write_text("image,caption\na.png,big red full circle\n,\n")
-    with pytest.raises(OriginalityError, match=r"row 3: empty 'image'"):
-        list_inputs(tmp_path / "list.csv")
-    (tmp_path / "list.csv").write_text("image\na.png\nmissing.png\n")
-    with pytest.raises(OriginalityError, match=r"row 3: no image file"):
-        list_inputs(tmp_path / "list.csv")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
+    (tmp_path / "list.csv").write_text("image,caption\na.png,big red full circle\n,\nmissing.png,\nbroken.png,\n")
+    queries = list_inputs(tmp_path / "list.csv")  # every problem found at once, none raised
+    assert [q.problem for q in queries][0] is None
+    assert queries[1].problem == "row 3: empty 'image'"
+    assert queries[2].problem.startswith("row 4: no image file")
+    assert queries[3].problem.startswith("row 5: cannot read image")
     (tmp_path / "list.csv").write_text("image,prompt\na.png,a red disc\n")
     assert list_inputs(tmp_path / "list.csv")[0].prompt == "a red disc"
+    # Excel's "CSV UTF-8" starts with a byte-order mark; a header with no rows says so.
+    (tmp_path / "list.csv").write_bytes("\ufeffimage\na.png\n".encode())
+    assert [q.name for q in list_inputs(tmp_path / "list.csv")] == ["a.png"]
+    (tmp_path / "list.csv").write_text("image\n")
+    with pytest.raises(OriginalityError, match="has a header and no rows"):
+        list_inputs(tmp_path / "list.csv")
+    (tmp_path / "list.csv").write_text("picture\na.png\n")
+    with pytest.raises(OriginalityError, match="needs an 'image' column"):
+        list_inputs(tmp_path / "list.csv")
 
 
 def test_a_bad_image_fails_before_the_model_loads(tmp_path, capsys):

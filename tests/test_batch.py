@@ -5,6 +5,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 import originality.batch as batch_module
+import originality.scorer as scorer_module
 from originality.batch import RESULTS, finished, score_all
 from originality.errors import OriginalityError
 from originality.method.search import score_preset
@@ -27,7 +28,7 @@ class Counting:
         return np.zeros(len(samples))
 
 
-CONFIG = dict(steps=2, batch_size=2, samples=2, inference_steps=2, check=None, max_tokens=1)
+CONFIG = dict(steps=2, batch_size=2, samples=2, inference_steps=2, check=None, max_tokens=1, signals="none")
 
 
 def test_batch_resumes_without_redoing_finished_images(tiny_model, tmp_path, monkeypatch):
@@ -37,7 +38,7 @@ def test_batch_resumes_without_redoing_finished_images(tiny_model, tmp_path, mon
     for name, colour in [("a.png", "red"), ("b.png", "blue"), ("c.png", "green")]:
         write_image(images / name, colour)
     out = tmp_path / "out"
-    real = batch_module.score
+    real = scorer_module.score
     calls = []
 
     def dies_on_b(image, *args, name="", **kw):
@@ -46,12 +47,12 @@ def test_batch_resumes_without_redoing_finished_images(tiny_model, tmp_path, mon
             raise KeyboardInterrupt  # killed while scoring b
         return real(image, *args, name=name, **kw)
 
-    monkeypatch.setattr(batch_module, "score", dies_on_b)
+    monkeypatch.setattr(scorer_module, "score", dies_on_b)
     with pytest.raises(KeyboardInterrupt):
         score_all(images, pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=Counting())
     assert set(finished(out)) == {"a.png"}
     assert sorted(p.name for p in out.iterdir()) == ["a.png", RESULTS, SETTINGS]  # nothing half-written
-    monkeypatch.setattr(batch_module, "score", real)
+    monkeypatch.setattr(scorer_module, "score", real)
     distance = Counting()
     records = score_all(images, pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=distance)
     assert [r["image"] for r in records] == ["a.png", "b.png", "c.png"]
@@ -161,18 +162,18 @@ def test_a_run_stopped_in_its_first_image_resumes(tiny_model, tmp_path, monkeypa
     pipeline = load_pipeline(tiny_model)
     write_image(tmp_path / "a.png", "red")
     out = tmp_path / "out"
-    real = batch_module.score
+    real = scorer_module.score
 
     def killed(*args, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(batch_module, "score", killed)
+    monkeypatch.setattr(scorer_module, "score", killed)
     with pytest.raises(KeyboardInterrupt):
         score_all(
             tmp_path / "a.png", pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=Counting()
         )
     assert sorted(p.name for p in out.iterdir()) == [SETTINGS]  # no temp folder, no results yet
-    monkeypatch.setattr(batch_module, "score", real)
+    monkeypatch.setattr(scorer_module, "score", real)
     records = score_all(
         tmp_path / "a.png", pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=Counting()
     )
@@ -200,8 +201,8 @@ def test_fast_signals_never_invert_and_report_percentiles(tiny_model, tmp_path, 
     (tmp_path / "in").mkdir()
     for name, colour in [("a.png", "red"), ("b.png", "blue")]:
         write_image(tmp_path / "in" / name, colour)
-    monkeypatch.setattr(batch_module, "score", lambda *a, **k: pytest.fail("--signals fast ran an inversion"))
-    config = score_preset("quick", **CONFIG, signals="fast", reference_samples=3)
+    monkeypatch.setattr(scorer_module, "score", lambda *a, **k: pytest.fail("--signals fast ran an inversion"))
+    config = score_preset("quick", **{**CONFIG, "signals": "fast"}, reference_samples=3)
     records = score_all(
         tmp_path / "in", pipeline, config, tmp_path / "out", progress=False, prompt="big red full circle"
     )
@@ -219,7 +220,7 @@ def test_fast_signals_never_invert_and_report_percentiles(tiny_model, tmp_path, 
 def test_all_signals_add_the_learned_tokens_gap_to_the_count(tiny_model, tmp_path):
     pipeline = load_pipeline(tiny_model)
     write_image(tmp_path / "a.png", "red")
-    config = score_preset("quick", **CONFIG, signals="all", reference_samples=2)
+    config = score_preset("quick", **{**CONFIG, "signals": "all"}, reference_samples=2)
     out = tmp_path / "out"
     (record,) = score_all(tmp_path / "a.png", pipeline, config, out, progress=False, distance=Counting(), prompt="red")
     assert record["label"] == "1" and set(record["learned_token_gap"]) == {"m1"}

@@ -79,7 +79,7 @@ def test_train_then_sample_and_resume_refusal(tmp_path):
                 "big red full circle",
                 "--seeds",
                 "2",
-                "--steps",
+                "--inference-steps",
                 "2",
                 "--out",
                 str(tmp_path / "grid.png"),

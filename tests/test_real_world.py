@@ -16,6 +16,7 @@ from originality.domains import DOMAINS, load_domain
 from originality.errors import OriginalityError
 from originality.method.search import score, score_preset
 from originality.models.pipeline import check_text_encoder, load_pipeline, resolve_dtype
+from originality.scorer import save_result
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipelines import save_as_hub_cache, tiny_clip_classifier, tiny_clip_pipeline  # noqa: E402
@@ -59,7 +60,8 @@ def test_a_hub_id_loads_from_the_cache_and_scores_with_editability(hub_cache, tm
     clip = tiny_clip_classifier(tmp_path / "clip")
     domain = load_domain(domain_file(tmp_path))
     config = score_preset("quick", **TINY, full_curve=True, clip_model=str(clip))
-    result = score(house(), pipeline, config, domain, out=tmp_path / "out", name="house.png")
+    result = score(house(), pipeline, config, domain, name="house.png")
+    save_result(result, house(), tmp_path / "out")
     assert [t.m for t in result.per_m] == [1, 2]
     assert result.settings["config"]["distance"] == "ssim" and result.settings["config"]["check"] == "editability"
     for t in result.per_m:

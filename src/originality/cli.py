@@ -19,7 +19,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from originality import __version__
 from originality.errors import OriginalityError
+
+MAX_REFERENCE_SAMPLES = 4096  # the model's own samples behind a percentile: enough, and hours on a CPU already
 
 
 def _data_make(args: argparse.Namespace) -> None:
@@ -141,7 +144,7 @@ def _sample(args: argparse.Namespace) -> None:
     pipeline = load_pipeline(args.model)
     prompts = [p for p in args.prompt for _ in range(args.seeds)]
     seeds = [args.seed + i for _ in args.prompt for i in range(args.seeds)]
-    images = generate(pipeline, prompts, seeds, steps=args.steps, guidance_scale=args.guidance)
+    images = generate(pipeline, prompts, seeds, steps=args.inference_steps, guidance_scale=args.guidance)
     captions = [f"{p} [{s}]" for p, s in zip(prompts, seeds, strict=True)]
     grid = image_grid(images, captions, columns=args.seeds)
     out = save_image(grid, args.out)
@@ -168,11 +171,12 @@ def _detector_train(args: argparse.Namespace) -> None:
 
 
 def _detector_evaluate(args: argparse.Namespace) -> None:
-    from originality.detection.detector import ElementDetector
+    from originality.detection.detector import ElementDetector, check_confidence
     from originality.detection.evaluation import evaluate, write_evaluation
 
+    check_confidence(args.detector_threshold, "--detector-threshold")
     detector = ElementDetector.load(args.detector)
-    report = evaluate(detector, args.data, threshold=args.threshold)
+    report = evaluate(detector, args.data, threshold=args.detector_threshold)
     json_path, png = write_evaluation(report, args.out)
     acc = ", ".join(f"{k} {v:.4f}" for k, v in report["attribute_accuracy"].items() if v is not None)
     print(
@@ -183,7 +187,7 @@ def _detector_evaluate(args: argparse.Namespace) -> None:
 
 
 def _detector_generated(args: argparse.Namespace) -> None:
-    from originality.detection.detector import ElementDetector
+    from originality.detection.detector import ElementDetector, check_confidence
     from originality.detection.evaluation import evaluate_generated
     from originality.models.pipeline import load_pipeline
     from originality.report.grids import image_grid
@@ -192,16 +196,17 @@ def _detector_generated(args: argparse.Namespace) -> None:
 
     if args.n < 1:
         raise OriginalityError("--n must be >= 1")
+    check_confidence(args.detector_threshold, "--detector-threshold")
     rows = read_table(args.data, columns=["caption", "component"]).to_pylist()
     captions = [r["caption"] for r in rows if r["caption"] and args.component in (None, r["component"])][: args.n]
     if not captions:
         raise OriginalityError(f"no captions of component {args.component!r} in {args.data}")
     detector = ElementDetector.load(args.detector)
-    if args.threshold is not None:
-        detector.threshold = args.threshold
-    report = evaluate_generated(
-        detector, load_pipeline(args.model), captions, seed=args.seed, steps=args.steps, guidance_scale=args.guidance
-    )
+    if args.detector_threshold is not None:
+        detector.threshold = args.detector_threshold
+    pipeline = load_pipeline(args.model)
+    steps, guidance = args.inference_steps, args.guidance
+    report = evaluate_generated(detector, pipeline, captions, seed=args.seed, steps=steps, guidance_scale=guidance)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     images = report.pop("images")
@@ -212,7 +217,7 @@ def _detector_generated(args: argparse.Namespace) -> None:
         ]
         save_image(image_grid([images[i] for i in missed], labels, columns=8, caption_lines=6), out / "misses.png")
     save_image(image_grid(images[:64], captions[:64], columns=8), out / "samples.png")
-    settings = {"model": str(args.model), "steps": args.steps, "guidance": args.guidance}
+    settings = {"model": str(args.model), "steps": args.inference_steps, "guidance": args.guidance}
     write_json(
         out / "generated.json", {**report, **settings, "threshold": detector.threshold, "component": args.component}
     )
@@ -225,13 +230,15 @@ def _detector_generated(args: argparse.Namespace) -> None:
 def _detector_detect(args: argparse.Namespace) -> None:
     from PIL import ImageDraw
 
-    from originality.detection.detector import ElementDetector, to_rgb
+    from originality.detection.detector import ElementDetector, check_confidence, to_rgb
     from originality.runs import save_image
 
+    check_confidence(args.detector_threshold, "--detector-threshold")
     images = [to_rgb(p) for p in args.images]  # every image read before anything is written
     detector = ElementDetector.load(args.detector)
     out = Path(args.out)
-    for path, image, found in zip(args.images, images, detector.detect(images, threshold=args.threshold), strict=True):
+    found_all = detector.detect(images, threshold=args.detector_threshold)
+    for path, image, found in zip(args.images, images, found_all, strict=True):
         scale = max(1, 256 // image.width)
         canvas = image.resize((image.width * scale, image.height * scale), resample=0)
         draw = ImageDraw.Draw(canvas)
@@ -256,7 +263,7 @@ def _score_config(args: argparse.Namespace, **forced):
             "threshold": args.threshold,
             "distance": args.distance,
             "samples": args.samples,
-            "steps": args.steps,
+            "steps": args.inversion_steps,
             "shift_views": getattr(args, "shift_views", None),
             "phrase_length": getattr(args, "phrase_length", None),
             "seed": args.seed,
@@ -280,44 +287,35 @@ def _score_config(args: argparse.Namespace, **forced):
     return score_preset(args.preset, **{**overrides, **forced})
 
 
-def _score(args: argparse.Namespace) -> None:
+def _score(args: argparse.Namespace) -> int:
     from originality.batch import (
-        list_inputs,
-        open_batch,
+        FAILED_EXIT,
+        failures,
+        prepare,
         processes,
-        run_settings,
         score_all,
         summary_table,
         write_batch_report,
     )
     from originality.domains import load_domain
-    from originality.models.pipeline import DEFAULT_REAL_MODEL, load_pipeline, model_identity
+    from originality.models.pipeline import DEFAULT_REAL_MODEL, load_pipeline, model_identity, resolve_device
 
     config = _score_config(args)
     domain = load_domain(args.domain)  # fail before loading the model
-    resolved = config.resolve(domain)
-    list_inputs(args.input)
-    if resolved.distance == "dreamsim":
-        from originality.method.dreamsim import preflight
-
-        preflight(resolved.dreamsim_cache, resolved.dreamsim_type)
+    if config.reference_samples > MAX_REFERENCE_SAMPLES:
+        raise OriginalityError(
+            f"--reference-samples is at most {MAX_REFERENCE_SAMPLES} (each is a sample drawn and read), got "
+            f"{config.reference_samples}"
+        )
     procs = processes()  # under `accelerate launch`: this process's share and GPU
+    device = procs.device if procs.count > 1 and args.device == "auto" else args.device
+    resolve_device(device)  # a device this machine lacks: one line, before anything loads
     model = args.model or (None if domain.name == "shapes" else DEFAULT_REAL_MODEL)
     identity = model_identity(model)  # hashes a local UNet's weights: once
-    open_batch(args.out, run_settings(config, args.domain, identity), write=False)  # before loading the model
-    device = procs.device if procs.count > 1 and args.device == "auto" else args.device
+    # The one preparation: every input checked, the settings made, the folder checked.
+    batch = prepare(args.input, config, args.out, domain=args.domain, model=identity, prompt=args.prompt or None)
     pipeline = load_pipeline(model, device=device, dtype=args.dtype, cache_dir=args.cache_dir)
-    records = score_all(
-        args.input,
-        pipeline,
-        config,
-        args.out,
-        domain=args.domain,
-        progress=not args.quiet,
-        procs=procs,
-        model=identity,
-        prompt=args.prompt,
-    )
+    records = score_all(batch, pipeline, config, args.out, progress=not args.quiet, procs=procs, model=identity)
     if procs.index == 0:
         print(summary_table(records))
         report = write_batch_report(args.out, records)
@@ -325,6 +323,15 @@ def _score(args: argparse.Namespace) -> None:
         unread = [r for r in records if r["label"] == "unreadable"]
         if len(records) == 1 and unread:  # one image and no verdict: the exit status says so
             raise OriginalityError(f"{unread[0]['image']} is unreadable: {unread[0]['reason']} (--force scores it)")
+        failed = failures(records)
+        if failed:
+            print(
+                f"error: {len(failed)} of {len(records)} inputs failed (status 'error' in results.jsonl; "
+                "rerun the command to retry them)",
+                file=sys.stderr,
+            )
+            return FAILED_EXIT
+    return 0
 
 
 def _experiment_min_tokens(args: argparse.Namespace) -> None:
@@ -379,7 +386,8 @@ def _experiment_calibrate(args: argparse.Namespace) -> None:
 
 
 def _experiment_generalization(args: argparse.Namespace) -> None:
-    from originality.experiments.generalization import generalization_preset, run_generalization
+    from originality.experiments.generalization import run_generalization
+    from originality.experiments.generalization_config import generalization_preset
 
     overrides: dict = {}
     if args.levels:
@@ -452,6 +460,23 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(args.out, model=args.model, progress=not args.quiet)
 
 
+class _Deprecated(argparse.Action):
+    """An old spelling of an option: it works for one more release, with a one-line warning."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is deprecated and will be removed; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _deprecated(parser: argparse.ArgumentParser, old: str, new: str, **kwargs) -> None:
+    dest = new.lstrip("-").replace("-", "_")
+    parser.add_argument(old, dest=dest, action=_Deprecated, new=new, help=argparse.SUPPRESS, **kwargs)
+
+
 def _add_score_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
@@ -466,7 +491,8 @@ def _add_score_options(parser: argparse.ArgumentParser) -> None:
         help="elements or shapes (shapes models), dreamsim (real images) or ssim; default: the domain's",
     )
     parser.add_argument("--samples", type=int, help="N reconstructions per token count")
-    parser.add_argument("--steps", type=int, help="inversion steps per token count")
+    parser.add_argument("--inversion-steps", type=int, help="textual-inversion steps per token count")
+    _deprecated(parser, "--steps", "--inversion-steps", type=int)
     parser.add_argument(
         "--shift-views", type=int, help="invert on this many translations of the query on its plain background"
     )
@@ -513,8 +539,11 @@ def _experiment_registered(args: argparse.Namespace) -> None:
     print(f"wrote {Path(args.out) / 'summary.json'} and {Path(args.out) / 'report.html'}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(experiments: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``experiments=False`` leaves out the experiments on the skeleton, whose
+    modules take seconds to import (``main`` adds them only for ``originality experiment``)."""
     parser = argparse.ArgumentParser(prog="originality", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"originality {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="make, check and look at synthetic shapes datasets")
@@ -585,7 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--prompt", action="append", required=True, help="a caption; repeat for several rows")
     sample.add_argument("--seeds", type=int, default=8, help="samples per prompt (seeds seed..seed+n-1)")
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--steps", type=int, default=50)
+    sample.add_argument("--inference-steps", type=int, default=50, help="sampler steps (default 50)")
+    _deprecated(sample, "--steps", "--inference-steps", type=int)
     sample.add_argument("--guidance", type=float, default=3.0)
     sample.add_argument("--out", required=True, help="PNG file")
     sample.set_defaults(func=_sample)
@@ -608,7 +638,8 @@ def build_parser() -> argparse.ArgumentParser:
     deval = detsub.add_parser("evaluate", help="precision/recall and confusion matrices on a shapes dataset")
     deval.add_argument("--data", required=True)
     deval.add_argument("--detector", help="detector folder (default: the shipped one)")
-    deval.add_argument("--threshold", type=float, default=None, help="confidence (default 0.9)")
+    deval.add_argument("--detector-threshold", type=float, help="detector confidence (default 0.9)")
+    _deprecated(deval, "--threshold", "--detector-threshold", type=float)
     deval.add_argument("--out", required=True, help="folder for evaluation.json and evaluation.png")
     deval.set_defaults(func=_detector_evaluate)
     dgen = detsub.add_parser("generated", help="how often detections on a model's samples match their captions")
@@ -616,17 +647,20 @@ def build_parser() -> argparse.ArgumentParser:
     dgen.add_argument("--data", required=True, help="shapes dataset whose captions to prompt with")
     dgen.add_argument("--n", type=int, default=256)
     dgen.add_argument("--detector", help="detector folder (default: the shipped one)")
-    dgen.add_argument("--steps", type=int, default=50)
+    dgen.add_argument("--inference-steps", type=int, default=50, help="sampler steps (default 50)")
+    _deprecated(dgen, "--steps", "--inference-steps", type=int)
     dgen.add_argument("--guidance", type=float, default=3.0)
     dgen.add_argument("--seed", type=int, default=0)
     dgen.add_argument("--component", help="only captions of this component (e.g. common)")
-    dgen.add_argument("--threshold", type=float, help="detector confidence (default 0.9)")
+    dgen.add_argument("--detector-threshold", type=float, help="detector confidence (default 0.9)")
+    _deprecated(dgen, "--threshold", "--detector-threshold", type=float)
     dgen.add_argument("--out", required=True)
     dgen.set_defaults(func=_detector_generated)
     ddetect = detsub.add_parser("detect", help="detect elements in images and draw the boxes")
     ddetect.add_argument("images", nargs="+")
     ddetect.add_argument("--detector", help="detector folder (default: the shipped one)")
-    ddetect.add_argument("--threshold", type=float, default=None)
+    ddetect.add_argument("--detector-threshold", type=float, help="detector confidence (default 0.9)")
+    _deprecated(ddetect, "--threshold", "--detector-threshold", type=float)
     ddetect.add_argument("--out", required=True, help="folder for the annotated PNGs")
     ddetect.set_defaults(func=_detector_detect)
 
@@ -645,15 +679,21 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--min-editability", type=float, help="share of edited samples that must show the concept")
     score.add_argument(
         "--signals",
-        default="all",
-        help="familiarity signals: all (with the token count; default), fast (signals alone, no inversion: "
-        "seconds per image) or none (the token count alone)",
+        help="familiarity signals: all (with the token count; the presets' default), fast (signals alone, no "
+        "inversion: seconds per image) or none (the token count alone)",
     )
     score.add_argument(
         "--force", action="store_true", help="score a shapes query the detector could not read in full anyway"
     )
-    score.add_argument("--prompt", help="the prompted signals' prompt (default: the domain's reading of the image)")
-    score.add_argument("--reference-samples", type=int, help="the model's own samples the percentiles read against")
+    score.add_argument(
+        "--prompt",
+        help="the prompted signals' prompt (default, and for an empty --prompt '': the domain's reading of the image)",
+    )
+    score.add_argument(
+        "--reference-samples",
+        type=int,
+        help=f"the model's own samples the percentiles read against (default 64, at most {MAX_REFERENCE_SAMPLES})",
+    )
     _add_score_options(score)
     score.set_defaults(func=_score)
 
@@ -731,7 +771,8 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--budget-queries", type=int, default=2, help="common queries inverted at each step budget")
     cal.add_argument("--quiet", action="store_true")
     cal.set_defaults(func=_experiment_calibrate)
-    _add_registered_experiments(expsub)
+    if experiments:
+        _add_registered_experiments(expsub)
 
     demo = sub.add_parser("demo", help="score the three shipped example queries with the shipped model")
     demo.add_argument("--out", default="outputs/demo")
@@ -743,10 +784,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    args = build_parser(experiments="experiment" in argv).parse_args(argv)
     args.argv = argv
     try:
-        args.func(args)
+        status = args.func(args)  # a command may return its own exit status (score: some inputs failed)
     except OriginalityError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -756,7 +797,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def run_demo(
     """Score the shipped examples (``quick`` preset with the familiarity signals unless ``config``),
     print a table, write the report."""
     out = Path(out)
-    config = (config or score_preset("quick", signals="all")).resolve(load_domain("shapes"))
+    config = (config or score_preset("quick")).resolve(load_domain("shapes"))
     # The batch's own settings, whose model and detector identities hold digests of their weights:
     # a demo folder its scores batch would refuse (an older shipped model or detector) starts again.
     identity = model_identity(model)

@@ -79,6 +79,16 @@ def fit_square(image: Image.Image, side: int) -> Image.Image:
     return image
 
 
+def fitting_note(size: tuple[int, int], side: int) -> str | None:
+    """What :func:`fit_square` did to an image of ``size`` that a reader should know: that a
+    non-square image lost its sides. None for a square one."""
+    w, h = size
+    if w == h:
+        return None
+    s = min(w, h)
+    return f"the {w}x{h} image was cropped to its middle {s}x{s} and resized to {side}x{side}"
+
+
 def load_query(path: str | Path, side: int) -> Image.Image:
     """A query image file, as the RGB ``side`` x ``side`` image the model sees."""
     return fit_square(to_rgb(path), side)

@@ -72,7 +72,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
 
 def write_text(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 
@@ -97,7 +97,7 @@ def write_json(path: str | Path, data: Any) -> Path:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def save_image(image, path: str | Path) -> Path:
@@ -337,26 +337,44 @@ def part_files(out: Path, name: str) -> list[Path]:
     return sorted(out.glob(f"{Path(name).stem}.rank*{Path(name).suffix}"))
 
 
-def read_records(out: Path, name: str, key: str) -> dict[str, dict[str, Any]]:
-    """The records of ``out/name`` and its part files by ``record[key]``, the first of each kept."""
+Key = str | Callable[[dict[str, Any]], Any]
+
+
+def _key_of(key: Key) -> Callable[[dict[str, Any]], Any]:
+    return key if callable(key) else (lambda record: record[key])
+
+
+def _settled(record: dict[str, Any]) -> bool:
+    """A record that settles its key: anything but an error, which a later record replaces."""
+    return record.get("status") != "error"
+
+
+def read_records(out: Path, name: str, key: Key) -> dict[str, dict[str, Any]]:
+    """The records of ``out/name`` and its part files by key (a field's name, or a function of the
+    record): the first record that settles a key is kept; an error is kept only until one does."""
+    of = _key_of(key)
     records: dict[str, dict[str, Any]] = {}
     for path in [out / name, *part_files(out, name)]:
         for record in read_jsonl(path):
-            records.setdefault(record[key], record)
+            k = of(record)
+            if k not in records or not _settled(records[k]):
+                records[k] = record
     return records
 
 
-def merge_parts(out: Path, name: str, key: str) -> None:
-    """Fold the part files into ``out/name`` (each ``record[key]`` once), then drop them."""
+def merge_parts(out: Path, name: str, key: Key) -> None:
+    """Fold the part files into ``out/name`` (a key settled once; errors until it is), then drop them."""
     parts = part_files(out, name)
     if not parts:
         return
-    known = {r[key] for r in read_jsonl(out / name)}
+    of = _key_of(key)
+    settled = {of(r) for r in read_jsonl(out / name) if _settled(r)}
     for part in parts:
         for record in read_jsonl(part):
-            if record[key] not in known:
+            if of(record) not in settled:
                 append_jsonl(out / name, record)
-                known.add(record[key])
+                if _settled(record):
+                    settled.add(of(record))
     for part in parts:
         part.unlink()
 

@@ -6,7 +6,8 @@ import pytest
 from originality.cli import main
 from originality.detection.detector import detector_identity
 from originality.errors import OriginalityError
-from originality.experiments.generalization import generalization_preset, plan, run_generalization
+from originality.experiments.generalization import plan, run_generalization
+from originality.experiments.generalization_config import generalization_preset
 from originality.models.card import training_summary
 
 

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 from safetensors.torch import load_file
 
@@ -9,6 +10,7 @@ from originality.domains import load_domain
 from originality.errors import OriginalityError
 from originality.method.search import score, score_preset, soft_tokens
 from originality.models import load_pipeline
+from originality.scorer import save_result
 
 
 def query() -> Image.Image:
@@ -29,16 +31,22 @@ class PassFrom:
 
 
 def tiny_config(**kw):
-    return score_preset("quick", steps=2, batch_size=2, samples=2, inference_steps=2, check=None, **kw)
+    return score_preset("quick", steps=2, batch_size=2, samples=2, inference_steps=2, check=None, signals="none", **kw)
 
 
 def test_early_exit_stops_at_the_first_passing_m(tiny_model, tmp_path):
     pipeline = load_pipeline(tiny_model)
     distance = PassFrom(2)
-    result = score(query(), pipeline, tiny_config(), "shapes", distance=distance, out=tmp_path)
+    result = score(query(), pipeline, tiny_config(), "shapes", distance=distance)
     assert result.count == 2 and result.label == "2" and distance.calls == 2
     assert [t.m for t in result.per_m] == [1, 2]
+    # In memory: the learned vectors and the samples of each m, nothing on disk yet.
+    assert sorted(result.learned) == [1, 2] and result.learned[2].shape[0] == 2
+    assert [len(result.samples[m]) for m in (1, 2)] == [2, 2]
+    assert "learned" not in result.to_dict() and "samples" not in result.to_dict()
+    save_result(result, query(), tmp_path)
     saved = json.loads((tmp_path / "result.json").read_text())
+    assert torch.equal(load_file(tmp_path / "embeddings" / "learned_embeds_m2.safetensors")["<s*>"], result.learned[2])
     assert saved["label"] == "2" and saved["per_m"][0]["passed"] is False
     assert load_file(tmp_path / "embeddings" / "learned_embeds_m2.safetensors")["<s*>"].shape[0] == 2
     assert (tmp_path / "samples" / "m1.png").is_file()
@@ -65,7 +73,8 @@ def test_an_element_distance_records_why_each_sample_differs(tiny_model, tmp_pat
             return [[square] if i == 0 else [] for i in range(len(images))]
 
     distance = ElementsDistance(FirstImageHasASquare())
-    result = score(query(), load_pipeline(tiny_model), tiny_config(max_tokens=1), distance=distance, out=tmp_path)
+    result = score(query(), load_pipeline(tiny_model), tiny_config(max_tokens=1), distance=distance)
+    save_result(result, query(), tmp_path)
     assert result.per_m[0].why == ["nothing read", "nothing read"] and result.label == "+"
     assert json.loads((tmp_path / "result.json").read_text())["per_m"][0]["why"] == ["nothing read"] * 2
 

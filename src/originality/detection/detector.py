@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -254,6 +255,7 @@ class ElementDetector:
         from ultralytics.utils.nms import non_max_suppression
 
         threshold = self.threshold if threshold is None else threshold
+        check_confidence(threshold)
         results: list[list[Detection]] = []
         for start in range(0, len(images), batch_size):
             chunk = [to_rgb(im) for im in images[start : start + batch_size]]
@@ -269,6 +271,13 @@ class ElementDetector:
                     ]
                 )
         return results
+
+
+def check_confidence(value: float | None, name: str = "detector confidence") -> float | None:
+    """A detector confidence in (0, 1] (None passes: the default), or a one-line error."""
+    if value is not None and not (isinstance(value, int | float) and math.isfinite(value) and 0 < value <= 1):
+        raise OriginalityError(f"{name} must be a number in (0, 1], got {value}")
+    return value
 
 
 def detector_identity(folder: str | Path | None = None) -> str:

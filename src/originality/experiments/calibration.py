@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +42,16 @@ class CalibrationConfig:
     # need no colour binding, and too few queries can leave a group without two-colour pairs.
     queries: int = 12
     query_seed: int = 5_000_011  # not the experiments' query seed
-    samples: int = 16
-    inference_steps: int = 25
-    guidance_scale: float = 3.0
+    # The quick preset's samples, sampler steps and guidance: the settings being calibrated.
+    samples: int = field(default_factory=lambda: score_preset("quick").samples)
+    inference_steps: int = field(default_factory=lambda: score_preset("quick").inference_steps)
+    guidance_scale: float = field(default_factory=lambda: score_preset("quick").guidance_scale)
     detector_thresholds: tuple[float, ...] = (0.5, 0.7, 0.9)
     budgets: tuple[int, ...] = (100, 300, 600)  # inversion steps
     tokens: tuple[int, ...] = (1, 2)
     budget_queries: int = 2  # common queries inverted at each budget
-    batch_size: int = 8
-    lr: float = 5e-3
+    batch_size: int = field(default_factory=lambda: score_preset("quick").batch_size)
+    lr: float = field(default_factory=lambda: score_preset("quick").lr)
     size: int = 64
 
 

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from originality.errors import OriginalityError
+from originality.experiments.generalization_config import GeneralizationConfig
 from originality.models.config import train_preset, with_overrides
 from originality.report.plots import generalization_lengths_plot
 from originality.runs import write_json
 from originality.shapes.specs import ladder
 from originality.stats import rho
-
-if TYPE_CHECKING:
-    from originality.experiments.generalization import GeneralizationConfig
 
 
 def summarise(records: list[dict[str, Any]], config: GeneralizationConfig) -> dict[str, Any]:

@@ -91,7 +91,8 @@ class MinTokensConfig:
         unknown = [g for g in self.groups if g not in GROUPS]
         if unknown:
             raise OriginalityError(f"unknown group {unknown[0]!r}; known: {', '.join(GROUPS)}")
-        self.score = dataclasses.replace(self.score, full_curve=True).resolve(load_domain("shapes"))
+        # The token count alone: the signals experiment reads these queries' signals.
+        self.score = dataclasses.replace(self.score, full_curve=True, signals="none").resolve(load_domain("shapes"))
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from originality.domains import load_domain
 from originality.errors import OriginalityError
 from originality.method.familiarity import build_reference, reading_prompt
 from originality.method.inversion import InversionSettings, invert, placeholder_phrase, set_embeddings
+from originality.method.search import score_preset
 from originality.method.signals import SignalConfig, query_latents, readings, signal_grid
 from originality.models.pipeline import load_pipeline, model_identity
 from originality.report.signals import signals_plots, signals_report
@@ -64,9 +65,10 @@ class SignalsConfig:
     grid_seeds: tuple[int, ...] = (0, 1, 2)
     grid: SignalConfig = field(default_factory=SignalConfig)
     reference_samples: int = 64  # the model's own samples, for per-timestep normalisation
-    reference_steps: int = 25
-    guidance_scale: float = 3.0
-    detector_threshold: float = 0.5  # the quick preset's: the reading the scorer would use
+    # The quick preset's sampler steps, guidance and detector confidence: the reading the scorer would use.
+    reference_steps: int = field(default_factory=lambda: score_preset("quick").inference_steps)
+    guidance_scale: float = field(default_factory=lambda: score_preset("quick").guidance_scale)
+    detector_threshold: float = field(default_factory=lambda: score_preset("quick").detector_threshold)
     learned_tokens: bool = False  # also the prompt-free gap of a one-token inversion per main query
     inversion_steps: int = 150
     bootstrap: int = 2000
@@ -201,8 +203,14 @@ def _seeded(grid: SignalConfig, seed: int) -> SignalConfig:
 
 
 def _one_token_inversion(pipeline, config: SignalsConfig):
+    quick = score_preset("quick")  # its batch, learning rate and norm cap; fewer steps
     settings = InversionSettings(
-        steps=config.inversion_steps, batch_size=8, lr=5e-3, norm_cap=1.27, initializer="shapes", templates=("{}",)
+        steps=config.inversion_steps,
+        batch_size=quick.batch_size,
+        lr=quick.lr,
+        norm_cap=quick.norm_cap,
+        initializer="shapes",
+        templates=("{}",),
     )
 
     def learn(image):

@@ -17,6 +17,7 @@ percentile reads "more familiar than this share of what the model draws by itsel
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from tqdm.auto import tqdm
 
 from originality.detection.detector import ElementDetector
 from originality.domains import Domain
@@ -128,11 +130,26 @@ def load_reference(path: str | Path, model: str, settings: dict[str, Any]) -> Re
         reference = Reference(**saved)
     except (ValueError, TypeError) as exc:
         raise OriginalityError(f"{path} is not a signal reference ({exc}); remove it or choose another") from exc
+    if not _finite_lists(reference.values) or not _finite_lists(reference.timestep_means):
+        raise OriginalityError(
+            f"{path} holds values that are not finite numbers; remove it to draw the reference again"
+        )
     if reference.model != model:
-        raise OriginalityError(f"{path} holds a signal reference made by another model ({reference.model[:40]})")
+        raise OriginalityError(f"{path} holds a signal reference made by another model ({str(reference.model)[:40]})")
     if reference.settings != settings:
         raise OriginalityError(f"{path} holds a signal reference made with other settings; remove it or choose another")
     return reference
+
+
+def _finite_lists(values: Any) -> bool:
+    """A mapping of names to lists of finite numbers (not bools, not strings)."""
+    if not isinstance(values, dict):
+        return False
+    return all(
+        isinstance(v, list)
+        and all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+        for v in values.values()
+    )
 
 
 def build_reference(
@@ -157,9 +174,13 @@ def build_reference(
         raise OriginalityError(f"a signal reference needs >= 2 samples, got {samples}")
     started = time.perf_counter()
     seeds = [REFERENCE_SEED + i for i in range(samples)]
-    if progress:
-        print(f"signal reference: drawing {samples} samples from the model", flush=True)
-    images = generate(pipeline, [settings["prompt"]] * samples, seeds, steps=steps, guidance_scale=guidance)
+    images: list[Image.Image] = []
+    chunk = 32
+    for start in tqdm(
+        range(0, samples, chunk), desc=f"signal reference: {samples} of the model's own samples", disable=not progress
+    ):
+        part = seeds[start : start + chunk]
+        images += generate(pipeline, [settings["prompt"]] * len(part), part, steps=steps, guidance_scale=guidance)
     prompts = [choose_prompt(image, domain, read=read)[0] for image in images]
     grid = signal_grid(pipeline, config)
     raw = readings(pipeline, query_latents(pipeline, images), prompts, grid)
@@ -227,8 +248,9 @@ def learned_token_gaps(
 
 
 class SignalReader:
-    """The familiarity of each image of a run: one reference per domain (cached in ``cache_dir``),
-    the detector loaded only when a shapes image needs its reading as a prompt."""
+    """The familiarity of each image of a run: one reference per domain (cached in ``cache_dir``).
+    ``detector``: a function that returns the run's one element detector (loaded when a shapes
+    reference first needs it); ``steps``: the sampler steps of a domain's reference samples."""
 
     def __init__(
         self,
@@ -236,9 +258,10 @@ class SignalReader:
         *,
         model: str,
         samples: int,
-        steps: int,
+        steps: int | Callable[[Domain], int],
         guidance: float,
-        detector_threshold: float,
+        detector: Callable[[], Any] | None = None,
+        detector_threshold: float = 0.5,
         cache_dir: str | Path | None = None,
         config: SignalConfig | None = None,
         progress: bool = True,
@@ -247,29 +270,37 @@ class SignalReader:
         self.samples, self.steps, self.guidance = samples, steps, guidance
         self.detector_threshold, self.cache_dir, self.progress = detector_threshold, cache_dir, progress
         self._references: dict[str, Reference] = {}
-        self._detector = None
+        self._detector = detector
+        self._loaded = None
+
+    def _get_detector(self):
+        if self._detector is not None:
+            return self._detector()
+        if self._loaded is None:
+            self._loaded = ElementDetector.load(threshold=self.detector_threshold)
+        return self._loaded
 
     def _read(self, domain: Domain) -> Callable[[Image.Image], str | None] | None:
         if domain.name != "shapes":
             return None
 
         def read(image: Image.Image) -> str | None:
-            if self._detector is None:
-                self._detector = ElementDetector.load(threshold=self.detector_threshold)
-            return reading_prompt(domain, self._detector)(image)
+            found = self._get_detector().detect([image], threshold=self.detector_threshold)[0]
+            return caption([d.element for d in found]) if found else None
 
         return read
 
     def reference(self, domain: Domain) -> Reference:
         if domain.name not in self._references:
             cache = None if self.cache_dir is None else Path(self.cache_dir) / f"reference-{domain.name}.json"
+            steps = self.steps(domain) if callable(self.steps) else self.steps
             self._references[domain.name] = build_reference(
                 self.pipeline,
                 domain,
                 model=self.model,
                 config=self.config,
                 samples=self.samples,
-                steps=self.steps,
+                steps=steps,
                 guidance=self.guidance,
                 read=self._read(domain),
                 cache=cache,
@@ -277,14 +308,24 @@ class SignalReader:
             )
         return self._references[domain.name]
 
-    def __call__(self, image: Image.Image, domain: Domain, *, prompt: str | None = None) -> dict[str, Any]:
+    def __call__(
+        self, image: Image.Image, domain: Domain, *, prompt: str | None = None, reading: str | None = None
+    ) -> dict[str, Any]:
+        """The query's familiarity; ``reading``: the caption its reading gave (read once by the caller;
+        "" when it read nothing), used as the prompt when the user gives none."""
+        if prompt:
+            read = None
+        elif reading is not None:
+            read = lambda _image: reading or None  # noqa: E731  the caller's one reading, not a second detection
+        else:
+            read = self._read(domain)
         return familiarity(
             self.pipeline,
             image,
             domain,
             config=self.config,
             user_prompt=prompt,
-            read=None if prompt else self._read(domain),
+            read=read,
             reference=self.reference(domain),
         )
 

@@ -20,7 +20,6 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import diffusers
@@ -35,17 +34,17 @@ from originality.domains import Domain, load_domain
 from originality.errors import OriginalityError
 from originality.method.distances import Distance, get_distance, reads_elements
 from originality.method.in_distribution import Check, Verdict, get_check
-from originality.method.inversion import Inversion, InversionSettings, image_latents, invert, save_embeddings
+from originality.method.inversion import Inversion, InversionSettings, image_latents, invert
 from originality.method.query_reading import QueryReading, read_query
 from originality.method.reconstruction import reconstruct
 from originality.presets import from_preset
-from originality.report.grids import image_grid
-from originality.runs import save_image, write_json
 
 
 @dataclass
 class ScoreConfig:
-    preset: str = "quick"
+    """The defaults are the paper's numbers (the ``paper`` preset); ``score_preset`` names the others."""
+
+    preset: str = "paper"
     max_tokens: int = 5  # M
     steps: int = 2000  # inversion steps per m (paper: 2000)
     batch_size: int = 20  # paper: 20
@@ -87,7 +86,7 @@ class ScoreConfig:
     # Familiarity signals beside the token count (method/signals.py): "none" (the token count
     # alone), "fast" (the signals alone: no inversion at all) or "all" (both, and the learned
     # tokens' gap); the percentiles are read against this many of the model's own samples.
-    signals: str = "none"
+    signals: str = "all"
     reference_samples: int = 64
     # Score a shapes query the detector could not read in full (method/query_reading.py) anyway.
     force: bool = False
@@ -212,15 +211,23 @@ class OriginalityResult:
     reading: dict[str, Any] | None = None
     unreadable: str | None = None
     forced: bool = False  # scored although the query was not read in full (--force)
+    signals_only: bool = False  # --signals fast: the familiarity signals, no token count
+    # In memory, not in result.json: the learned vectors ({m: (m, dim) tensor}, diffusers' "<s*>")
+    # and the reconstructions of each m.
+    learned: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
+    samples: dict[int, list[Image.Image]] = field(default_factory=dict, repr=False)
 
     @property
     def label(self) -> str:
         if self.unreadable is not None:
             return "unreadable"
+        if self.signals_only:
+            return "signals only"
         return "+" if self.count is None else str(self.count)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = dataclasses.asdict(dataclasses.replace(self, learned={}, samples={}))
+        del data["learned"], data["samples"]
         data["label"] = self.label
         return data
 
@@ -248,22 +255,23 @@ def score(
     *,
     distance: Distance | None = None,
     check: Check | None = None,
-    out: str | Path | None = None,
     name: str = "query",
     progress: bool = False,
     on_token: Callable[[TokenResult], None] | None = None,
     reading: QueryReading | None = None,
 ) -> OriginalityResult:
-    """Score one image. ``out`` (optional) receives result.json, embeddings and sample grids.
+    """Score one image; the result holds the learned vectors and the samples in memory
+    (``scorer.save_result`` writes them). ``originality.scorer.Scorer`` scores many images with
+    one detector, distance and check; this function alone builds its own.
 
-    ``distance`` and ``check`` default to the config's (resolved for the domain); pass them to
-    share one loaded DreamSim / detector / CLIP across many images (see :func:`components`).
+    ``distance`` and ``check`` default to the config's (resolved for the domain).
     A shapes query whose verdict would rest on a reading that misses part of it is not scored:
     its label is ``unreadable`` (``config.force`` scores it anyway). ``reading``: the query's
-    reading when the caller made it (a batch, with its one detector).
+    reading when the caller made it (a scorer, with its one detector).
     """
     domain = load_domain(domain) if isinstance(domain, str) else domain
-    config = config.resolve(domain)
+    if not is_resolved(config):
+        config = config.resolve(domain)
     if reading is None and needs_reading(config, domain, distance):
         reading = read_query(image, domain, detector=shapes_detector(config))
     if distance is None or (check is None and config.check):
@@ -279,15 +287,12 @@ def score(
         seeds=seeds,
         versions=library_versions(),
     )
-    out = Path(out) if out is not None else None
     if reading is not None:
         result.reading = reading.to_dict()
         result.forced = not reading.readable and config.force
         if not reading.readable and not config.force:
             result.unreadable = reading.reason
             result.soft_tokens = None
-            if out is not None:
-                write_result(result, out)
             return result
     curve = []
     latents = image_latents(pipeline, image, config.shift_views, config.seed)  # once for every m
@@ -324,12 +329,9 @@ def score(
             why=why,
         )
         result.per_m.append(token)
+        result.learned[m] = inversion.embeddings
+        result.samples[m] = samples
         curve.append((m, mean, passed))
-        if out is not None:
-            save_embeddings(inversion, out / "embeddings" / f"learned_embeds_m{m}.safetensors")
-            _sample_grid(samples, out / "samples" / f"m{m}.png")
-            if getattr(verdict, "images", None):
-                _sample_grid(verdict.images, out / "samples" / f"m{m}-edits.png")
         if on_token:
             on_token(token)
         if passed and result.count is None:
@@ -337,9 +339,17 @@ def score(
             if not config.full_curve:
                 break
     result.soft_tokens = soft_tokens(curve, config.threshold, config.max_tokens)
-    if out is not None:
-        write_result(result, out)
     return result
+
+
+def is_resolved(config: ScoreConfig) -> bool:
+    """Whether every "the domain's" or default setting of ``config`` is filled in."""
+    return (
+        config.distance != "domain"
+        and config.check != "domain"
+        and config.threshold is not None
+        and config.inference_steps is not None
+    )
 
 
 def needs_reading(config: ScoreConfig, domain: Domain, distance: Distance | None = None) -> bool:
@@ -395,10 +405,12 @@ def invert_and_reconstruct(
     return inversion, samples, {"inversion": t1 - t0, "generation": time.perf_counter() - t1}
 
 
-def components(config: ScoreConfig, domain: Domain, *, device=None) -> tuple[Distance, Check | None]:
-    """The distance and in-distribution check a resolved ``config`` names, built once."""
-    config = config.resolve(domain)
-    detector = shapes_detector(config)
+def components(config: ScoreConfig, domain: Domain, *, device=None, detector=None) -> tuple[Distance, Check | None]:
+    """The distance and in-distribution check ``config`` names, built once; ``detector``: the
+    caller's one element detector (else one is loaded here when they read elements)."""
+    if not is_resolved(config):
+        config = config.resolve(domain)
+    detector = detector or shapes_detector(config)
     distance = get_distance(
         config.distance,
         detector=detector,
@@ -461,14 +473,6 @@ class LastCallCache:
             # The images are held with the key so that their ids cannot be reused meanwhile.
             self._last = (key, self.detector.detect(images, **kwargs), list(images))
         return self._last[1]
-
-
-def _sample_grid(samples: list[Image.Image], path: Path) -> None:
-    save_image(image_grid(samples, columns=min(10, len(samples)), cell=96), path)
-
-
-def write_result(result: OriginalityResult, out: Path) -> Path:
-    return write_json(out / "result.json", result.to_dict())
 
 
 def library_versions() -> dict[str, str]:

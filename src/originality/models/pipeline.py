@@ -170,10 +170,25 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None``: the first GPU when there is one, else the CPU."""
+    """``None``: the first GPU when there is one, else the CPU. A device this machine does not have
+    is a one-line error here, not a traceback once the model is on its way."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise OriginalityError(f"unknown device {str(device)!r}: use auto, cpu, cuda, cuda:N or mps") from exc
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise OriginalityError(f"device {str(device)!r}: torch sees no CUDA GPU on this machine (use cpu or auto)")
+        if chosen.index is not None and chosen.index >= count:
+            raise OriginalityError(f"device {str(device)!r}: this machine has {count} CUDA GPU(s)")
+    elif chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise OriginalityError(f"device {str(device)!r}: MPS is not available on this machine")
+    elif chosen.type not in ("cpu", "cuda", "mps"):
+        raise OriginalityError(f"device {str(device)!r} is not supported: use auto, cpu, cuda, cuda:N or mps")
+    return chosen
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:

@@ -281,6 +281,13 @@ def batch_report(records: list[dict[str, Any]], out: Path, title: str = "origina
     rows = []
     names = list(dict.fromkeys(n for r in records for n in r.get("signals", {})))
     for r in records:
+        shown = r["image"] if r.get("row") is None else f"{r['image']} (row {r['row']})"
+        if r.get("status") == "error":  # an input that failed: its reason, no folder
+            rows.append(
+                f"<tr><td style='text-align:left'>{e(shown)}</td><td></td><td class=fail><b>error</b></td>"
+                f"<td>—</td>{'<td>—</td>' * len(names)}<td style='text-align:left'>{e(r['reason'])}</td></tr>"
+            )
+            continue
         folder = out / r["folder"]
         result_file = folder / "result.json"
         if result_file.is_file() and r["distances"]:
@@ -291,7 +298,7 @@ def batch_report(records: list[dict[str, Any]], out: Path, title: str = "origina
         soft = "—" if r["soft_tokens"] is None else f"{r['soft_tokens']:.2f}"
         signals = "".join(_signal_cell(r, name) for name in names)
         rows.append(
-            f"<tr><td style='text-align:left'><a href='{e(r['folder'])}/report.html'>{e(r['image'])}</a></td>"
+            f"<tr><td style='text-align:left'><a href='{e(r['folder'])}/report.html'>{e(shown)}</a></td>"
             f"<td>{img}</td><td><b>{e(r['label'])}</b></td><td>{soft}</td>{signals}"
             f"<td style='text-align:left'>{e(distances)}</td></tr>"
         )
