@@ -38,6 +38,7 @@ from originality.domains import load_domain
 from originality.errors import OriginalityError
 from originality.images import fitting_note, load_query, open_header
 from originality.method.search import saved_config
+from originality.method.signals import headline
 from originality.report.html import batch_report
 from originality.runs import Processes, processes
 from originality.scorer import RESULT_SCHEMA, Scorer, check_prompt, save_result
@@ -379,8 +380,9 @@ def summary_table(records: list[dict[str, Any]]) -> str:
     """One line per image: the token count and distances, and the familiarity signals when read;
     a failed input's reason."""
     with_signals = any("percentiles" in r for r in records)
+    lead = headline()
     head = f"{'image':32s} {'tokens':>12s} {'soft':>5s}"
-    head += f"  {'guidance gap (pct)':>19s}" if with_signals else ""
+    head += f"  {(lead.replace('_', ' ') + ' (pct)')[:19]:>19s}" if with_signals else ""
     lines = [head + "  distances by m"]
     for r in records:
         name = r["image"] if r.get("row") is None else f"{r['image']} (row {r['row']})"
@@ -390,7 +392,7 @@ def summary_table(records: list[dict[str, Any]]) -> str:
         soft = "" if r["soft_tokens"] is None else f"{r['soft_tokens']:5.2f}"
         line = f"{name[:32]:32s} {r['label']:>12s} {soft:>5s}"
         if with_signals:
-            gap, pct = r.get("signals", {}).get("guidance_gap"), r.get("percentiles", {}).get("guidance_gap")
+            gap, pct = r.get("signals", {}).get(lead), r.get("percentiles", {}).get(lead)
             line += f"  {gap:9.3f} ({pct:5.1f}%)" if gap is not None and pct is not None else f"  {'':19s}"
         ds = " ".join(f"{m}:{d:.2f}" for m, d in r["distances"].items())
         lines.append(f"{line}  {ds}")

@@ -17,6 +17,7 @@ from originality import runs
 from originality.batch import run_settings, score_all, write_batch_report
 from originality.domains import load_domain
 from originality.method.search import ScoreConfig, score_preset
+from originality.method.signals import headline
 from originality.models.pipeline import load_pipeline, model_identity
 from originality.shapes.queries import render_query
 
@@ -64,9 +65,10 @@ def run_demo(
         ds = " ".join(f"{d:.2f}" for d in r["distances"].values())
         print(f"{r['image']:12s} {r['label']:>6s} {r['soft_tokens']:5.2f}  {ds:28s} {captions.get(r['image'], '')}")
     if any("signals" in r for r in records):
-        print(f"\n{'query':12s} {'guidance gap':>12s}  more familiar than the model's own samples")
+        lead = headline()
+        print(f"\n{'query':12s} {lead.replace('_', ' '):>12s}  more familiar than the model's own samples")
         for r in records:
-            gap, pct = r["signals"]["guidance_gap"], r["percentiles"]["guidance_gap"]
+            gap, pct = r["signals"][lead], r["percentiles"][lead]
             print(f"{r['image']:12s} {gap:12.3f}  {pct:5.1f}%")
     report = write_batch_report(out / "scores", records)
     print(f"\nreport: {report} ({time.perf_counter() - started:.0f} s)")

@@ -37,7 +37,7 @@ from originality.errors import OriginalityError
 from originality.method.familiarity import build_reference, reading_prompt
 from originality.method.inversion import InversionSettings, invert, placeholder_phrase, set_embeddings
 from originality.method.search import score_preset
-from originality.method.signals import SignalConfig, query_latents, readings, signal_grid
+from originality.method.signals import REGISTRY, SignalConfig, query_latents, readings, signal_grid
 from originality.models.pipeline import load_pipeline, model_identity
 from originality.report.signals import signals_plots, signals_report
 from originality.shapes.captions import colour_count
@@ -277,13 +277,15 @@ def variants(
     uniform, elbo = weights["uniform"], weights["elbo"]
     gap = r.get("gap_reading", r["gap_caption"])
     cond = r.get("conditional_reading", r["conditional_caption"])
-    out = {
-        "unconditional_loss": float(r["unconditional"] @ uniform),
+    # Every registered signal, as the scorer reads it (the reading's prompt), then the variants.
+    raw = {k: torch.as_tensor(v, dtype=torch.float32)[None] for k, v in
+           {"unconditional": r["unconditional"], "conditional": cond, "gap": gap}.items()}  # fmt: skip
+    w = torch.as_tensor(uniform, dtype=torch.float32)
+    out = {name: float(signal.reduce(raw, w)[0]) for name, signal in REGISTRY.items()}
+    out |= {
         "unconditional_loss_elbo": float(r["unconditional"] @ elbo),
-        "conditional_loss": float(cond @ uniform),
         "conditional_loss_caption": float(r["conditional_caption"] @ uniform),
         "loss_difference": float((r["unconditional"] - cond) @ uniform),
-        "guidance_gap": float(gap @ uniform),
         "guidance_gap_caption": float(r["gap_caption"] @ uniform),
         "guidance_gap_squared": float((gap**2) @ uniform),
         "guidance_gap_elbo": float(gap @ elbo),

@@ -1,7 +1,7 @@
 """A query's familiarity to the model: the signals, their prompt, and where they fall among the
 model's own samples.
 
-The prompt-needing signals (:data:`~originality.method.signals.NEEDS_PROMPT`) read the query
+The signals that need a prompt (``needs="prompt"`` in :data:`~originality.method.signals.REGISTRY`) read the query
 with, in this order:
 
 1. ``user``: a prompt the user gives (``--prompt``, or a ``prompt`` / ``caption`` column);
@@ -34,7 +34,6 @@ from originality.domains import Domain
 from originality.errors import OriginalityError
 from originality.method.inversion import PLACEHOLDER, placeholder_phrase, set_embeddings
 from originality.method.signals import (
-    SIGNALS,
     SignalConfig,
     compute_signals,
     from_readings,
@@ -42,6 +41,7 @@ from originality.method.signals import (
     query_latents,
     readings,
     signal_grid,
+    signal_names,
 )
 from originality.models.pipeline import generate
 from originality.runs import read_json, write_json
@@ -116,6 +116,7 @@ def reference_settings(config: SignalConfig, domain: Domain, samples: int, steps
         "guidance_scale": guidance,
         "seed": REFERENCE_SEED,
         "domain": domain.name,
+        "signals": list(signal_names()),  # a reference without a registered signal is drawn again
     }
 
 
@@ -136,8 +137,12 @@ def load_reference(path: str | Path, model: str, settings: dict[str, Any]) -> Re
         )
     if reference.model != model:
         raise OriginalityError(f"{path} holds a signal reference made by another model ({str(reference.model)[:40]})")
-    if reference.settings != settings:
+    others = {k: v for k, v in settings.items() if k != "signals"}
+    if {k: v for k, v in reference.settings.items() if k != "signals"} != others:
         raise OriginalityError(f"{path} holds a signal reference made with other settings; remove it or choose another")
+    wanted = settings.get("signals")
+    if reference.settings.get("signals") != wanted or set(reference.values) != set(wanted or ()):
+        return None  # made before a signal was added (or after one was dropped): drawn again, never used without it
     return reference
 
 
@@ -187,7 +192,7 @@ def build_reference(
     reference = Reference(
         model=model,
         settings=settings,
-        values={name: [float(x) for x in from_readings(raw, name, grid)] for name in SIGNALS},
+        values={name: [float(x) for x in from_readings(raw, name, grid)] for name in signal_names()},
         prompts=prompts,
         seconds=time.perf_counter() - started,
         timestep_means={name: [float(x) for x in v.mean(dim=0)] for name, v in raw.items()},
@@ -215,7 +220,7 @@ def familiarity(
     latents = query_latents(pipeline, [image])
     prompt, source = choose_prompt(image, domain, user=user_prompt, read=read)
     chosen = time.perf_counter()
-    values = compute_signals(pipeline, latents, [prompt], grid, SIGNALS)
+    values = compute_signals(pipeline, latents, [prompt], grid)
     done = time.perf_counter()
     signals = {name: float(v[0]) for name, v in values.items()}
     out: dict[str, Any] = {

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,8 +36,6 @@ from originality.errors import OriginalityError
 from originality.method.inversion import image_latents
 from originality.models.text_encoders import encode_prompts
 
-SIGNALS = ("unconditional_loss", "conditional_loss", "guidance_gap")
-NEEDS_PROMPT = frozenset({"conditional_loss", "guidance_gap"})
 WEIGHTINGS = ("uniform", "elbo")
 GAP_FORMS = ("norm", "squared")
 
@@ -210,29 +208,108 @@ def aggregate(values: torch.Tensor, grid: Grid) -> np.ndarray:
     return (values * grid.weights()).sum(dim=1).numpy().astype(float)
 
 
+# -- the signals, one entry each ---------------------------------------------------------------------
+NEEDS = ("nothing", "prompt")  # "prompt": the user's, else the query's reading (automatic on shapes)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One familiarity signal: everything the tool says and does about it, in one place.
+
+    ``reduce`` takes :func:`readings`' per-timestep values (each (B, K)) and the grid's per-row
+    weights (K,), and returns one value per image, lower meaning more familiar."""
+
+    name: str
+    needs: str  # one of NEEDS
+    reads: tuple[str, ...]  # the per-timestep readings it uses: unconditional, conditional, gap
+    reduce: Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
+    meaning: str  # one line for the reports
+    unet_passes: int  # UNet evaluations per grid row (the empty-prompt pass is shared by all)
+    headline: bool = False  # the one a report leads with
+
+
+REGISTRY: dict[str, Signal] = {}
+
+
+def register(signal: Signal) -> Signal:
+    """Add a signal: the scorer, the reference, the reports and the signals experiment all read it."""
+    if signal.needs not in NEEDS:
+        raise OriginalityError(f"signal {signal.name!r}: needs is one of {', '.join(NEEDS)}")
+    REGISTRY[signal.name] = signal
+    return signal
+
+
+def signal_names() -> tuple[str, ...]:
+    return tuple(REGISTRY)
+
+
+def headline() -> str:
+    return next((s.name for s in REGISTRY.values() if s.headline), next(iter(REGISTRY)))
+
+
+def needs_prompt(names: Sequence[str]) -> bool:
+    return any(REGISTRY[n].needs == "prompt" for n in names)
+
+
+def _weighted(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    return (values * weights).sum(dim=1)
+
+
+register(
+    Signal(
+        "unconditional_loss",
+        "nothing",
+        ("unconditional",),
+        lambda raw, w: _weighted(raw["unconditional"], w),
+        "how well the model predicts the image's noise with no prompt",
+        unet_passes=1,
+    )
+)
+register(
+    Signal(
+        "conditional_loss",
+        "prompt",
+        ("conditional",),
+        lambda raw, w: _weighted(raw["conditional"], w),
+        "how well it predicts the noise with the prompt",
+        unet_passes=2,
+    )
+)
+register(
+    Signal(
+        "guidance_gap",
+        "prompt",
+        ("gap",),
+        lambda raw, w: _weighted(raw["gap"], w),
+        "how much the prompt changes the model's prediction (lower: the model expects this image)",
+        unet_passes=2,
+        headline=True,
+    )
+)
+
+
 def compute_signals(
     pipeline,
     latents: torch.Tensor,
     prompts: Sequence[str] | None,
     grid: Grid,
-    names: Sequence[str] = SIGNALS,
+    names: Sequence[str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """The signals ``names`` for every image, from one shared pass (the empty prompt's once)."""
-    unknown = [n for n in names if n not in SIGNALS]
+    """The signals ``names`` (default: every registered one) for every image, from one shared pass
+    (the empty prompt's once)."""
+    names = signal_names() if names is None else names
+    unknown = [n for n in names if n not in REGISTRY]
     if unknown:
-        raise OriginalityError(f"unknown signal {unknown[0]!r}; known: {', '.join(SIGNALS)}")
-    raw = readings(pipeline, latents, prompts, grid, conditional=bool(NEEDS_PROMPT & set(names)))
+        raise OriginalityError(f"unknown signal {unknown[0]!r}; known: {', '.join(REGISTRY)}")
+    raw = readings(pipeline, latents, prompts, grid, conditional=needs_prompt(names))
     return {name: from_readings(raw, name, grid) for name in names}
 
 
 def from_readings(raw: dict[str, torch.Tensor], name: str, grid: Grid) -> np.ndarray:
-    """One signal from :func:`readings`' per-timestep values."""
-    if name == "unconditional_loss":
-        return aggregate(raw["unconditional"], grid)
-    if name == "conditional_loss":
-        return aggregate(raw["conditional"], grid)
-    gap = raw["gap"] if grid.config.gap == "norm" else raw["gap"].square()
-    return aggregate(gap, grid)
+    """One signal from :func:`readings`' per-timestep values, with the grid's weighting and gap form."""
+    if grid.config.gap == "squared" and "gap" in raw:
+        raw = {**raw, "gap": raw["gap"].square()}
+    return REGISTRY[name].reduce(raw, grid.weights()).numpy().astype(float)
 
 
 def unconditional_loss(pipeline, latents: torch.Tensor, prompts: Sequence[str] | None, grid: Grid) -> np.ndarray:

@@ -12,6 +12,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from originality.method.signals import REGISTRY, headline
 from originality.report.grids import grid_cell
 from originality.report.intervals import mean_interval
 from originality.report.plots import distance_curve
@@ -45,11 +46,12 @@ SOURCES = {
     "tokens": "the learned tokens",
     "domain": "the domain's prompt",
 }
-MEANINGS = {
-    "guidance_gap": "how much the prompt changes the model's prediction (lower: the model expects this image)",
-    "unconditional_loss": "how well the model predicts the image's noise with no prompt",
-    "conditional_loss": "how well it predicts the noise with the prompt",
-}
+
+
+def meaning(name: str) -> str:
+    """What a signal measures, in one line (from its entry in the signals' registry)."""
+    signal = REGISTRY.get(name)
+    return "" if signal is None else signal.meaning
 
 
 def familiarity_section(familiarity: dict[str, Any] | None) -> str:
@@ -58,18 +60,20 @@ def familiarity_section(familiarity: dict[str, Any] | None) -> str:
         return ""
     e = html.escape
     pct = familiarity.get("percentiles", {})
-    gap = pct.get("guidance_gap")
+    lead = headline()
+    top = pct.get(lead)
     reference = familiarity.get("reference", {})
     sentence = ""
-    if gap is not None:
+    if top is not None:
         sentence = (
-            f"<p><b>More familiar to this model than {gap:.0f}% of {reference.get('samples', 'its')} images it draws "
-            f"by itself</b> (guidance gap; 50% is typical of its own images, higher is more familiar).</p>"
+            f"<p><b>More familiar to this model than {top:.0f}% of {reference.get('samples', 'its')} images it draws "
+            f"by itself</b> ({e(lead.replace('_', ' '))}; 50% is typical of its own images, higher is more "
+            "familiar).</p>"
         )
     rows = "".join(
         f"<tr><td style='text-align:left'>{e(name)}</td><td>{value:.4f}</td>"
         f"<td>{'—' if name not in pct else f'{pct[name]:.0f}%'}</td>"
-        f"<td style='text-align:left'>{e(MEANINGS.get(name, ''))}</td></tr>"
+        f"<td style='text-align:left'>{e(meaning(name))}</td></tr>"
         for name, value in familiarity["signals"].items()
     )
     learned = familiarity.get("learned_token_gap") or {}
@@ -103,7 +107,7 @@ def verdict_sentence(result: dict[str, Any]) -> str:
     """The verdict in one sentence a reader who is not an engineer can act on."""
     m_max = result["settings"]["config"]["max_tokens"]
     familiar = ""
-    pct = ((result.get("familiarity") or {}).get("percentiles") or {}).get("guidance_gap")
+    pct = ((result.get("familiarity") or {}).get("percentiles") or {}).get(headline())
     if pct is not None:
         familiar = f" It is more familiar to the model than {pct:.0f}% of the images the model draws by itself."
     if result["count"] is None:

@@ -13,20 +13,23 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from originality.method.signals import signal_names  # noqa: E402
 from originality.report.html import STYLE, inline_png  # noqa: E402
 from originality.runs import read_jsonl, save_figure, write_text  # noqa: E402
 
-# The signals a reader needs first; every other variant is in summary.json and the table.
-HEADLINE = (
-    "guidance_gap",
+# Beside every registered signal, the variants a reader needs first; every other one is in
+# summary.json and the table.
+VARIANTS_FIRST = (
     "guidance_gap_caption",
-    "unconditional_loss",
-    "conditional_loss",
     "guidance_gap_vs_elements",
     "unconditional_loss_vs_elements",
     "guidance_gap_learned_m1",
     "token_count",
 )
+
+
+def headline_names() -> tuple[str, ...]:
+    return (*signal_names(), *VARIANTS_FIRST)
 
 
 def _order(summary: dict[str, Any]) -> list[str]:
@@ -37,7 +40,7 @@ def _order(summary: dict[str, Any]) -> list[str]:
 def signals_plots(summary: dict[str, Any], out: Path) -> tuple[Path, Path]:
     """``signals.png`` (each headline signal's values per group, as strips) and ``dose-response.png``
     (group means against the pair's training frequency)."""
-    names = [n for n in HEADLINE if n in summary["signals"]]
+    names = [n for n in headline_names() if n in summary["signals"]]
     groups = _order(summary)
     values = _values(out, names)
     cols = min(4, len(names))
@@ -121,7 +124,7 @@ def signals_report(summary: dict[str, Any], out: Path) -> Path:
         f"<tr><td style='text-align:left'>{e(name)}</td>"
         + "".join(f"<td>{_fmt(summary['signals'][name]['group_means'].get(g), 4)}</td>" for g in groups)
         + "</tr>"
-        for name in HEADLINE
+        for name in headline_names()
         if name in summary["signals"]
     )
     pictures = [out / name for name in ("signals.png", "dose-response.png")]
