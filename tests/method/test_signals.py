@@ -130,3 +130,31 @@ def test_signals_on_a_clip_stable_diffusion_pipeline(tmp_path):
     image = Image.new("RGB", (side, side), "white")
     out = compute_signals(pipe, query_latents(pipe, [image]), ["a photo of a house"], signal_grid(pipe, SMALL))
     assert all(np.isfinite(v).all() for v in out.values())
+
+
+def test_a_reference_is_drawn_until_k_samples_are_read_and_compares_like_with_like(pipeline, tmp_path):
+    shapes = load_domain("shapes")
+    calls = []
+
+    def every_other(image):  # a reader that reads the 1st, 3rd, 5th ... sample it is shown
+        calls.append(image)
+        return "big red full circle" if len(calls) % 2 == 1 else None
+
+    reference = build_reference(
+        pipeline, shapes, model="m", config=SMALL, samples=3, steps=2, guidance=3.0, read=every_other, progress=False
+    )
+    assert reference.sources.count("reading") == 3 and reference.drawn == 5 == len(reference.sources)
+    assert reference.sources == ["reading", "domain", "reading", "domain", "reading"]
+    read = [v for v, s in zip(reference.values["guidance_gap"], reference.sources, strict=True) if s == "reading"]
+    # A prompted signal of a read query is placed among the read samples alone; one that needs
+    # nothing among every sample drawn; a user's prompt among the read ones (the nearest kind).
+    assert reference.comparable("guidance_gap", "reading") == read
+    assert reference.comparable("guidance_gap", "user") == read
+    assert len(reference.comparable("guidance_gap", "domain")) == 2
+    assert reference.comparable("unconditional_loss", "reading") == reference.values["unconditional_loss"]
+    top = max(read) + 1.0
+    assert reference.percentiles({"guidance_gap": top}, "reading") == {"guidance_gap": 0.0}
+    assert reference.used({"guidance_gap": 1.0, "unconditional_loss": 1.0}, "reading") == {
+        "guidance_gap": 3,
+        "unconditional_loss": 5,
+    }

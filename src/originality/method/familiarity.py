@@ -11,7 +11,11 @@ with, in this order:
 
 A raw loss means nothing to a reader, so each value is also placed against a :class:`Reference`:
 the same signals on K images the model draws by itself (seeded, cached per model). The
-percentile reads "more familiar than this share of what the model draws by itself".
+percentile reads "more familiar than this share of what the model draws by itself", and it
+compares like with like: a signal that needs a prompt is placed only among reference samples
+whose prompt came from the same source as the query's (on shapes, samples the detector read,
+drawn until K of them are read; a user's prompt is placed among those too, the nearest kind).
+A signal that needs nothing is placed among every sample drawn.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from originality.domains import Domain
 from originality.errors import OriginalityError
 from originality.method.inversion import PLACEHOLDER, placeholder_phrase, set_embeddings
 from originality.method.signals import (
+    REGISTRY,
     SignalConfig,
     compute_signals,
     from_readings,
@@ -48,6 +53,8 @@ from originality.runs import read_json, write_json
 from originality.shapes.captions import caption
 
 REFERENCE_SEED = 9_000_000  # the reference samples' seeds: apart from the scorer's and the experiments'
+REFERENCE_VERSION = 2  # 2: drawn until K samples are read, each with its prompt's source
+MAX_DRAWS = 8  # at most this many times K samples are drawn in search of K read ones
 
 
 def reading_prompt(domain: Domain, detector) -> Callable[[Image.Image], str | None] | None:
@@ -97,9 +104,31 @@ class Reference:
     seconds: float = 0.0
     # per grid timestep, the mean of each reading over the samples (what a signal can be normalised by)
     timestep_means: dict[str, list[float]] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)  # where each sample's prompt came from
+    drawn: int = 0
 
-    def percentiles(self, signals: dict[str, float]) -> dict[str, float]:
-        return {name: percentile(v, self.values[name]) for name, v in signals.items() if name in self.values}
+    def comparable(self, name: str, source: str) -> list[float]:
+        """The reference values a query's ``name`` is placed among, given its prompt's ``source``."""
+        values = self.values.get(name, [])
+        signal = REGISTRY.get(name)
+        if signal is not None and signal.needs == "nothing":
+            return values
+        want = "reading" if source == "user" and "reading" in self.sources else source
+        if want == "user":
+            want = "domain"  # no sample was read (real images): the domain's prompt is the reference's
+        return [v for v, s in zip(values, self.sources, strict=True) if s == want]
+
+    def percentiles(self, signals: dict[str, float], source: str = "reading") -> dict[str, float]:
+        """Each signal's percentile among its comparable samples (none with fewer than two)."""
+        out = {}
+        for name, value in signals.items():
+            pool = self.comparable(name, source)
+            if len(pool) >= 2:
+                out[name] = percentile(value, pool)
+        return out
+
+    def used(self, signals: dict[str, float], source: str = "reading") -> dict[str, int]:
+        return {name: len(self.comparable(name, source)) for name in signals}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -117,6 +146,7 @@ def reference_settings(config: SignalConfig, domain: Domain, samples: int, steps
         "seed": REFERENCE_SEED,
         "domain": domain.name,
         "signals": list(signal_names()),  # a reference without a registered signal is drawn again
+        "version": REFERENCE_VERSION,
     }
 
 
@@ -137,12 +167,17 @@ def load_reference(path: str | Path, model: str, settings: dict[str, Any]) -> Re
         )
     if reference.model != model:
         raise OriginalityError(f"{path} holds a signal reference made by another model ({str(reference.model)[:40]})")
-    others = {k: v for k, v in settings.items() if k != "signals"}
-    if {k: v for k, v in reference.settings.items() if k != "signals"} != others:
+    redrawn = ("signals", "version")  # a reference of an older kind is drawn again, never used as it is
+    others = {k: v for k, v in settings.items() if k not in redrawn}
+    if {k: v for k, v in reference.settings.items() if k not in redrawn} != others:
         raise OriginalityError(f"{path} holds a signal reference made with other settings; remove it or choose another")
     wanted = settings.get("signals")
-    if reference.settings.get("signals") != wanted or set(reference.values) != set(wanted or ()):
-        return None  # made before a signal was added (or after one was dropped): drawn again, never used without it
+    if any(reference.settings.get(k) != settings.get(k) for k in redrawn) or set(reference.values) != set(wanted or ()):
+        return None
+    if len(reference.sources) != len(reference.prompts) or any(
+        len(v) != len(reference.sources) for v in reference.values.values()
+    ):
+        raise OriginalityError(f"{path} is damaged (its samples, prompts and values differ in number); remove it")
     return reference
 
 
@@ -178,15 +213,21 @@ def build_reference(
     if samples < 2:
         raise OriginalityError(f"a signal reference needs >= 2 samples, got {samples}")
     started = time.perf_counter()
-    seeds = [REFERENCE_SEED + i for i in range(samples)]
+    # Shapes: the samples the detector reads are what a read query is compared with; draw until K.
+    target = "reading" if read is not None else "domain"
     images: list[Image.Image] = []
-    chunk = 32
-    for start in tqdm(
-        range(0, samples, chunk), desc=f"signal reference: {samples} of the model's own samples", disable=not progress
-    ):
-        part = seeds[start : start + chunk]
-        images += generate(pipeline, [settings["prompt"]] * len(part), part, steps=steps, guidance_scale=guidance)
-    prompts = [choose_prompt(image, domain, read=read)[0] for image in images]
+    prompts: list[str] = []
+    sources: list[str] = []
+    bar = tqdm(total=samples, desc="signal reference: the model's own samples", disable=not progress)
+    while (counted := sources.count(target)) < samples and len(images) < MAX_DRAWS * samples:
+        seeds = [REFERENCE_SEED + len(images) + i for i in range(min(32, samples - counted))]
+        for image in generate(pipeline, [settings["prompt"]] * len(seeds), seeds, steps=steps, guidance_scale=guidance):
+            prompt, source = choose_prompt(image, domain, read=read)
+            images.append(image)
+            prompts.append(prompt)
+            sources.append(source)
+        bar.update(min(samples, sources.count(target)) - bar.n)
+    bar.close()
     grid = signal_grid(pipeline, config)
     raw = readings(pipeline, query_latents(pipeline, images), prompts, grid)
     reference = Reference(
@@ -196,6 +237,8 @@ def build_reference(
         prompts=prompts,
         seconds=time.perf_counter() - started,
         timestep_means={name: [float(x) for x in v.mean(dim=0)] for name, v in raw.items()},
+        sources=sources,
+        drawn=len(images),
     )
     if cache is not None:
         write_json(cache, reference.to_dict())
@@ -232,8 +275,14 @@ def familiarity(
         "seconds": {"prompt": chosen - started, "signals": done - chosen},
     }
     if reference is not None:
-        out["percentiles"] = reference.percentiles(signals)
-        out["reference"] = {"samples": reference.settings["samples"], "prompt": reference.settings["prompt"]}
+        out["percentiles"] = reference.percentiles(signals, source)
+        out["reference"] = {
+            "samples": reference.settings["samples"],
+            "prompt": reference.settings["prompt"],
+            "drawn": reference.drawn,
+            "read": reference.sources.count("reading"),
+            "used": reference.used(signals, source),  # the samples each percentile was read among
+        }
     return out
 
 

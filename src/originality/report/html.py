@@ -65,11 +65,17 @@ def familiarity_section(familiarity: dict[str, Any] | None) -> str:
     reference = familiarity.get("reference", {})
     sentence = ""
     if top is not None:
+        among = (reference.get("used") or {}).get(lead, reference.get("samples", "its"))
         sentence = (
-            f"<p><b>More familiar to this model than {top:.0f}% of {reference.get('samples', 'its')} images it draws "
-            f"by itself</b> ({e(lead.replace('_', ' '))}; 50% is typical of its own images, higher is more "
-            "familiar).</p>"
+            f"<p><b>More familiar to this model than {top:.0f}% of {among} images it draws by itself</b> "
+            f"({e(lead.replace('_', ' '))}; 50% is typical of its own images, higher is more familiar).</p>"
         )
+        if "drawn" in reference:
+            sentence += (
+                f"<p><small>Its reference: {reference['drawn']} samples drawn, {reference['read']} read by the "
+                "detector; each percentile is read among the samples whose prompt came from the same source as "
+                "this image's.</small></p>"
+            )
     rows = "".join(
         f"<tr><td style='text-align:left'>{e(name)}</td><td>{value:.4f}</td>"
         f"<td>{'—' if name not in pct else f'{pct[name]:.0f}%'}</td>"
