@@ -1,4 +1,5 @@
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -40,7 +41,15 @@ def test_demo_scores_the_examples_prints_a_table_and_writes_the_report(tiny_mode
     from originality.method.search import score_preset
 
     config = score_preset(
-        "quick", steps=2, batch_size=2, samples=2, inference_steps=2, max_tokens=1, distance="ssim", check=None
+        "quick",
+        steps=2,
+        batch_size=2,
+        samples=2,
+        inference_steps=2,
+        max_tokens=1,
+        distance="ssim",
+        check=None,
+        reference_samples=2,
     )
     records = run_demo(tmp_path / "demo", model=tiny_model, config=config, progress=False)
     assert [r["image"] for r in records] == ["common.png", "rare.png", "unseen.png"]
@@ -55,10 +64,24 @@ def test_a_demo_folder_from_another_detector_starts_again(tiny_model, tmp_path, 
     from originality.method.search import score_preset
 
     config = score_preset(
-        "quick", steps=2, batch_size=2, samples=2, inference_steps=2, max_tokens=1, distance="ssim", check=None
+        "quick",
+        steps=2,
+        batch_size=2,
+        samples=2,
+        inference_steps=2,
+        max_tokens=1,
+        distance="ssim",
+        check=None,
+        reference_samples=2,
     )
     demo.run_demo(tmp_path / "demo", model=tiny_model, config=config, progress=False)
+    (tmp_path / "demo" / "scores" / "left-by-the-first-run").write_text("x")
     # a new detector shipped: its scores folder would be refused
     monkeypatch.setattr(batch, "detector_identity", lambda *a: "retrained")
     records = demo.run_demo(tmp_path / "demo", model=tiny_model, config=config, progress=False)
     assert len(records) == 3
+    # It started again: the old folder is gone, the new one was scored under the new detector.
+    assert not (tmp_path / "demo" / "scores" / "left-by-the-first-run").exists()
+    settings = json.loads((tmp_path / "demo" / "scores" / "settings.json").read_text())
+    assert settings["detector"] == "retrained"
+    assert len((tmp_path / "demo" / "scores" / "results.jsonl").read_text().splitlines()) == 3

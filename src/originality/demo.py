@@ -68,8 +68,8 @@ def run_demo(
         lead = headline()
         print(f"\n{'query':12s} {lead.replace('_', ' '):>12s}  more familiar than the model's own samples")
         for r in records:
-            gap, pct = r["signals"][lead], r["percentiles"][lead]
-            print(f"{r['image']:12s} {gap:12.3f}  {pct:5.1f}%")
+            gap, pct = r["signals"][lead], r["percentiles"].get(lead)
+            print(f"{r['image']:12s} {gap:12.3f}  " + ("—" if pct is None else f"{pct:5.1f}%"))
     report = write_batch_report(out / "scores", records)
     print(f"\nreport: {report} ({time.perf_counter() - started:.0f} s)")
     return records

@@ -2,6 +2,7 @@ import dataclasses
 import json
 
 import pytest
+import torch
 
 from originality.cli import main
 from originality.detection.detector import detector_identity
@@ -9,6 +10,7 @@ from originality.errors import OriginalityError
 from originality.experiments.generalization import plan, run_generalization
 from originality.experiments.generalization_config import generalization_preset
 from originality.models.card import training_summary
+from originality.models.pipeline import load_pipeline, model_identity, save_pipeline
 
 
 def test_tiny_ladder_runs_end_to_end_and_a_rerun_reuses_every_step(tmp_path, monkeypatch):
@@ -160,8 +162,18 @@ def test_fixed_location_ablation_on_tiny_models(tiny_model, tmp_path):
     assert len({q.tobytes() for q, _ in nine}) == 9 and len({text for _, text in nine}) == 9
     with pytest.raises(OriginalityError, match="only 9 distinct"):
         fixed_queries(dataclasses.replace(config, queries=10))
-    summary = run_fixed_location(tmp_path / "fix", config, reference=tiny_model, fixed_model=tiny_model, progress=False)
+    # Two different models, so that a mix-up of the fixed and the reference model shows.
+    other = load_pipeline(tiny_model)
+    with torch.no_grad():
+        for p in other.unet.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    save_pipeline(other, tmp_path / "other")
+    summary = run_fixed_location(
+        tmp_path / "fix", config, reference=tmp_path / "other", fixed_model=tiny_model, progress=False
+    )
     assert set(summary["models"]) == {"fixed location", "random placement"}
+    assert summary["models"]["fixed location"]["model"] == model_identity(tiny_model)
+    assert summary["models"]["random placement"]["model"] == model_identity(tmp_path / "other")
     # A given model was not trained with the config's training settings: the summary must not say so.
     assert summary["fixed_model"] == "given" and "train_overrides" not in summary["config"]
     for m in summary["models"].values():

@@ -146,3 +146,19 @@ def test_a_run_saved_before_a_score_setting_existed_resumes_at_its_default(tmp_p
     changed = run_settings(None, MinTokensConfig(queries=1, score=score_preset("quick", shift_views=8)).validate())
     with pytest.raises(OriginalityError, match="other settings"):
         open_experiment(tmp_path, changed, write=False)
+
+
+def test_the_experiment_reads_its_models_training_fractions(tiny_model, tmp_path):
+    """Not App. E.1's numbers by default: a model trained on another mix says so in its summary."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    summary_path = model / "training" / "summary.json"
+    saved = json.loads(summary_path.read_text())
+    saved["dataset"]["fractions"] = {"common": 0.5, "rare": 0.02}
+    summary_path.write_text(json.dumps(saved))
+    score = score_preset(
+        "quick", steps=2, batch_size=2, samples=2, inference_steps=2, max_tokens=1, distance="ssim", check=None
+    )
+    summary = run_min_tokens(model, tmp_path / "exp", MinTokensConfig(queries=1, size=32, score=score), progress=False)
+    assert summary["groups"]["common"]["training_fraction"] == 0.5
+    assert summary["groups"]["rare"]["training_fraction"] == 0.02

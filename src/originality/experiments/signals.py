@@ -70,6 +70,8 @@ class SignalsConfig:
     guidance_scale: float = field(default_factory=lambda: score_preset("quick").guidance_scale)
     detector_threshold: float = field(default_factory=lambda: score_preset("quick").detector_threshold)
     learned_tokens: bool = False  # also the prompt-free gap of a one-token inversion per main query
+    # 2: the learned token read with the template it was learned with (1 read it inside "a photo of {}")
+    learned_reading: int = 2
     inversion_steps: int = 150
     bootstrap: int = 2000
 
@@ -126,7 +128,8 @@ def query_readings(pipeline, image, text: str, reading: str | None, alone, grids
         started = time.perf_counter()
         vectors = learned(image)
         set_embeddings(pipeline, vectors)
-        prompt = f"a photo of {placeholder_phrase(len(vectors))}"
+        # read with the template it was learned with (the shapes domain's), as the scorer reads it
+        prompt = load_domain("shapes").prompt.format(placeholder_phrase(len(vectors)))
         gap = readings(pipeline, latents, [prompt], first)["gap"][0]
         out["learned"] = {"gap_m1": _round(gap)}
         out["seconds"]["learned_m1"] = time.perf_counter() - started
@@ -210,7 +213,7 @@ def _one_token_inversion(pipeline, config: SignalsConfig):
         lr=quick.lr,
         norm_cap=quick.norm_cap,
         initializer="shapes",
-        templates=("{}",),
+        templates=load_domain("shapes").templates,
     )
 
     def learn(image):
