@@ -19,7 +19,7 @@ from originality.domains import load_domain
 from originality.method.search import ScoreConfig, score_preset
 from originality.method.signals import headline
 from originality.models.pipeline import load_pipeline, model_identity
-from originality.shapes.queries import render_query
+from originality.shapes.queries import render_query, save_queries
 
 EXAMPLES = Path(__file__).resolve().parent / "assets" / "queries"
 MARKER = "demo.json"
@@ -29,15 +29,13 @@ EXAMPLE_SEED = 2024  # not a seed of any shipped dataset or of the experiments' 
 def write_examples(folder: Path = EXAMPLES) -> Path:
     """(Re)make the shipped example queries and their ``queries.csv``."""
     folder.mkdir(parents=True, exist_ok=True)
-    rows = []
     for group in ("common", "rare", "unseen"):
-        image, text = render_query(group, 0, EXAMPLE_SEED)
-        image.save(folder / f"{group}.png")
-        rows.append({"image": f"{group}.png", "group": group, "caption": text})
-    with (folder / "queries.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["image", "group", "caption"])
-        writer.writeheader()
-        writer.writerows(rows)
+        (folder / f"{group}.png").unlink(missing_ok=True)  # remade, not kept
+    save_queries(
+        folder,
+        ((f"{group}.png", group, *render_query(group, 0, EXAMPLE_SEED)) for group in ("common", "rare", "unseen")),
+        subfolder="",
+    )
     return folder / "queries.csv"
 
 

@@ -52,7 +52,7 @@ def test_tiny_ladder_runs_end_to_end_and_a_rerun_reuses_every_step(tmp_path, mon
 def test_a_model_copied_from_a_shorter_run_is_trained_on_not_reused(tmp_path):
     import shutil
 
-    from originality.experiments.generalization import cached_model, data_key, model_key
+    from originality.experiments.cached import cached_model, data_key, model_key
     from originality.shapes.specs import ladder
 
     config = generalization_preset("tiny")
@@ -72,7 +72,7 @@ def test_a_model_copied_from_a_shorter_run_is_trained_on_not_reused(tmp_path):
 
 
 def test_more_epochs_continue_the_shorter_model_in_the_cache(tmp_path, capsys):
-    from originality.experiments.generalization import shorter_run
+    from originality.experiments.cached import shorter_run
 
     config = generalization_preset("tiny", levels=(4,))
     out = tmp_path / "gen"

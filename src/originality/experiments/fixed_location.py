@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 from originality.detection.detector import ElementDetector
 from originality.domains import load_domain
 from originality.errors import OriginalityError
-from originality.experiments.generalization import cached_model
+from originality.experiments.cached import cached_model
 from originality.method.search import invert_and_reconstruct, score_preset
 from originality.models.config import train_preset, with_overrides
 from originality.models.pipeline import load_pipeline, model_identity

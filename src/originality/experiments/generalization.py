@@ -26,9 +26,7 @@ when there are fewer models than processes, e.g. one level on a two-core CPU und
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -42,22 +40,17 @@ from tqdm.auto import tqdm
 from originality import runs
 from originality.detection.detector import ElementDetector, detector_identity
 from originality.errors import OriginalityError
+from originality.experiments.cached import cached_model, data_key, key, model_key
 from originality.experiments.generalization_config import GeneralizationConfig
 from originality.experiments.generalization_summary import summarise
-from originality.models import train as train_model
-from originality.models.card import finished_config, is_trained, same_run, training_summary
+from originality.models.card import is_trained, training_summary
 from originality.models.pipeline import generate, load_pipeline, resolve_device
 from originality.report.grids import image_grid
 from originality.report.html import generalization_report
 from originality.report.plots import generalization_plot
-from originality.shapes.dataset import make_dataset
 from originality.shapes.specs import ladder
 
 MARKER = "experiment.json"
-
-
-def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -74,14 +67,6 @@ class Job:
         return f"{self.level}-{self.variant}"
 
 
-def data_key(spec, images: int, size: int, seed: int) -> str:
-    return _key(spec.to_dict(), images, size, seed)
-
-
-def model_key(data: str, train) -> str:
-    return _key(data, train.fingerprint(), train.vae_epochs, train.unet_epochs)
-
-
 def plan(config: GeneralizationConfig, detector: str | None = None) -> list[Job]:
     """The (level, variant) jobs with the keys of the data, model and measurement they need.
     ``detector`` is the reading detector's identity (the shipped one's when None)."""
@@ -92,77 +77,12 @@ def plan(config: GeneralizationConfig, detector: str | None = None) -> list[Job]
         for variant in config.variants:
             data = data_key(ladder(level, variant), config.images, config.size, config.data_seed)
             model = model_key(data, train)
-            measure_key = _key(
+            measure_key = key(
                 model, config.samples, config.inference_steps, config.guidance_scale, config.detector_threshold,
                 config.seed, detector,
             )  # fmt: skip
             jobs.append(Job(level, variant, data, model, measure_key, detector))
     return jobs
-
-
-# -- cached datasets and models (shared with the fixed-location ablation) ---------------------------
-def cached_dataset(spec, images: int, size: int, seed: int, cache: Path, progress: bool) -> Path:
-    key = data_key(spec, images, size, seed)
-    folder = cache / f"data-{key}"
-    if (folder / ".complete").is_file():
-        return folder
-    shutil.rmtree(folder, ignore_errors=True)  # a half-written dataset from a killed run
-    make_dataset(spec, images, folder, size=size, seed=seed, progress=progress)
-    runs.write_text(folder / ".complete", key)
-    return folder
-
-
-def cached_model(
-    spec, images: int, size: int, seed: int, train, cache: Path, progress: bool, command: str, first: bool = True
-) -> Path:
-    """A model trained on ``spec``'s dataset with ``train``; resumes a killed training run, and
-    continues the longest finished shorter run of the same settings in ``cache`` (more epochs
-    train on rather than start again). ``first``: the process that makes the data and seeds the
-    continued run; the others of a data-parallel run wait for it."""
-    key = data_key(spec, images, size, seed)
-    folder = cache / f"model-{model_key(key, train)}"
-    if is_trained(folder, train):  # a folder copied in from a shorter run is trained on, not reused
-        return folder
-    record = folder / "training" / "run.json"
-    if not record.is_file() and (shorter := shorter_run(cache, key, train)) is not None:
-        if first:
-            _continue_from(shorter, folder, progress)
-        else:
-            runs.wait_for([record], 1.0)
-    data = cached_dataset(spec, images, size, seed, cache, progress)
-    return train_model(train, data, folder, progress=progress, command=command)
-
-
-def shorter_run(cache: Path, data: str, train) -> Path | None:
-    """The finished model in ``cache`` trained on dataset ``data`` with ``train``'s settings for
-    fewer UNet epochs (the same VAE epochs) that ran the most steps, or None."""
-    best, most = None, 0
-    for folder in (record.parents[1] for record in cache.glob("model-*/training/run.json")):
-        saved, summary = finished_config(folder), training_summary(folder)
-        if (
-            saved is not None
-            and same_run(saved, train, epochs=False)
-            and saved.unet_epochs < train.unet_epochs
-            and Path(summary["dataset"]["path"]).name == f"data-{data}"
-            and (folder / "training" / "checkpoint").is_dir()
-            and summary["steps"]["unet"] > most
-        ):
-            best, most = folder, summary["steps"]["unet"]
-    return best
-
-
-def _continue_from(shorter: Path, folder: Path, progress: bool) -> None:
-    """Seed ``folder`` with ``shorter``'s checkpoint, latents and run record; the record goes in
-    last, so that a process waiting for it finds the rest in place."""
-    source, work = shorter / "training", folder / "training"
-    work.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(source / "checkpoint", work / "checkpoint", dirs_exist_ok=True)
-    if (source / "latents.safetensors").is_file():
-        shutil.copy2(source / "latents.safetensors", work / "latents.safetensors")
-    with runs.atomic_path(work / "run.json") as tmp:
-        shutil.copy2(source / "run.json", tmp)
-    if progress:
-        print(f"continuing {shorter.name} into {folder.name} (more epochs of the same run)", flush=True)
 
 
 # -- one job --------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ variant of one (weighting, gap form, normalisations), is computed from them afte
 
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ from originality.method.signals import REGISTRY, SignalConfig, query_latents, re
 from originality.models.pipeline import load_pipeline, model_identity
 from originality.report.signals import signals_plots, signals_report
 from originality.shapes.captions import colour_count
-from originality.shapes.queries import CONTROLS, PAIRS, pair_frequencies, render_pair
+from originality.shapes.queries import CONTROLS, PAIRS, pair_frequencies, render_pair, save_queries
 from originality.shapes.specs import originality_mix
 from originality.stats import auroc, rho, spearman
 
@@ -236,19 +235,14 @@ def _reference_readings(out: Path, reference) -> dict[str, list[float]]:
 
 def write_queries(out: Path, config: SignalsConfig) -> list[dict[str, str]]:
     """``queries/<group>-<i>.png`` and ``queries.csv``, index by index across the groups."""
-    rows = []
-    for i in range(config.queries):
-        for group in config.groups:
-            image, text, _ = render_pair(group, i, config.query_seed, config.size)
-            name = f"queries/{group}-{i:02d}.png"
-            if not (out / name).is_file():
-                runs.save_image(image, out / name)
-            rows.append({"image": name, "group": group, "caption": text})
-    with runs.atomic_path(out / "queries.csv") as tmp, tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["image", "group", "caption"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return rows
+
+    def rendered():
+        for i in range(config.queries):
+            for group in config.groups:
+                image, text, _ = render_pair(group, i, config.query_seed, config.size)
+                yield f"{group}-{i:02d}.png", group, image, text
+
+    return save_queries(out, rendered())
 
 
 def tokens_of(folder: str | Path, rows: list[dict[str, str]], config: SignalsConfig) -> dict[str, dict[str, float]]:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from originality.errors import OriginalityError
+from originality.runs import atomic_path, save_image
 from originality.shapes.captions import caption
 from originality.shapes.dataset import read_table
 from originality.shapes.rendering import render, sample_layout
@@ -77,6 +79,24 @@ def pair_frequencies(
     return out
 
 
+def save_queries(
+    out: Path, queries: Iterable[tuple[str, str, Image.Image, str]], subfolder: str = "queries"
+) -> list[dict[str, str]]:
+    """The one queries writer: each ``(name, group, image, caption)`` as ``<subfolder>/<name>`` (an
+    image already there is kept), then ``queries.csv`` (image, group, caption), written atomically."""
+    rows = []
+    for name, group, image, text in queries:
+        relative = f"{subfolder}/{name}" if subfolder else name
+        if not (out / relative).is_file():
+            save_image(image, out / relative)
+        rows.append({"image": relative, "group": group, "caption": text})
+    with atomic_path(out / "queries.csv") as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["image", "group", "caption"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
 def make_queries(
     out: Path, queries: int, seed: int, size: int = 64, groups: tuple[str, ...] = tuple(GROUPS)
 ) -> list[dict[str, str]]:
@@ -84,20 +104,14 @@ def make_queries(
 
     The rows go index by index (common-00, rare-00, unseen-00, common-01, ...), so that a run
     stopped part way has scored the groups evenly."""
-    folder = out / "queries"
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in range(queries):
-        for group in groups:
-            image, text = render_query(group, i, seed, size)
-            name = f"{group}-{i:02d}.png"
-            image.save(folder / name)
-            rows.append({"image": f"queries/{name}", "group": group, "caption": text})
-    with (out / "queries.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["image", "group", "caption"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return rows
+
+    def rendered():
+        for i in range(queries):
+            for group in groups:
+                image, text = render_query(group, i, seed, size)
+                yield f"{group}-{i:02d}.png", group, image, text
+
+    return save_queries(out, rendered())
 
 
 def _pixels_hash(image: Image.Image) -> str:
