@@ -257,3 +257,27 @@ def rates_plot(rates: dict[str, list[float]], registered: set[str], read: int, o
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return _save(fig, out)
+
+
+def ladder_plot(summary: dict, out: str | Path, top: int = 6) -> Path:
+    """Each measure's mean per frequency level (min-max scaled, lower = more familiar), the
+    measures with the best held-out Spearman first; levels from the most frequent to never."""
+    measures = sorted(summary["measures"].items(), key=lambda kv: -(kv[1].get("rho") or -9))[:top]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    order = None
+    for name, m in measures:
+        means = {k: v for k, v in m["level_means"].items() if k.startswith("ladder")}
+        order = order or sorted(means, key=lambda k: -float(k.split()[1].rstrip("%")))
+        values = np.array([means[k] for k in order])
+        span = values.max() - values.min()
+        scaled = (values - values.min()) / span if span else np.zeros_like(values)
+        rho = m.get("rho")
+        ax.plot(range(len(order)), scaled, marker="o", label=f"{name} (rho {rho:.2f})" if rho is not None else name)
+    if order:
+        ax.set_xticks(range(len(order)), [k.split()[1] for k in order])
+    ax.set_xlabel("the pair's share of the training images")
+    ax.set_ylabel("level mean, scaled (lower: more familiar)")
+    ax.set_title("Frequency ladder: held-out queries, per level")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out)
