@@ -159,6 +159,7 @@ def prepare(
     distance=None,
     check=None,
     write: bool = False,
+    background_model: str | None = None,
 ) -> Batch:
     """The one preparation step of a batch, before any model loads: list and check the inputs,
     resolve the config for every domain named, compute the settings, check (``write``: create)
@@ -173,6 +174,8 @@ def prepare(
 
             preflight(resolved.dreamsim_cache, resolved.dreamsim_type)
     settings = run_settings(config, domain, model, distance, check, prompt)
+    if background_model is not None:  # recorded only when given: folders made before it still resume
+        settings["background_model"] = background_model
     out = Path(out)
     open_batch(out, settings, write=write)
     _check_prompts_unchanged(out, queries)
@@ -202,6 +205,8 @@ def score_all(
     procs: Processes | None = None,
     model: str | None = None,
     prompt: str | None = None,
+    background=None,
+    background_model: str | None = None,
 ) -> list[dict[str, Any]]:
     """Score every input not yet finished in ``out``; returns all records, finished ones included,
     in the inputs' order (an input that failed has ``status: "error"`` and ``reason``).
@@ -210,16 +215,23 @@ def score_all(
     the model). Under ``accelerate launch`` each process scores its share (``procs``: detected when
     None). ``model`` names the pipeline's model in the recorded settings
     (``models.pipeline.model_identity``). ``prompt``: the prompted signals' prompt for every image
-    without one of its own (a CSV's ``prompt`` or ``caption`` column).
+    without one of its own (a CSV's ``prompt`` or ``caption`` column). ``background``: a second
+    pipeline on the same VAE, for the likelihood ratio (``background_model`` names it in the settings).
     """
     procs = procs or processes()
     batch = source if isinstance(source, Batch) else None
     if batch is None:
-        batch = prepare(source, config, out, domain=domain, model=model, prompt=prompt, distance=distance, check=check)
+        batch = prepare(
+            source, config, out, domain=domain, model=model, prompt=prompt, distance=distance, check=check,
+            background_model=background_model,
+        )  # fmt: skip
     out = batch.out
     open_batch(out, batch.settings, write=procs.first)
     procs.barrier()  # every process has checked the folder before any scores are written to it
-    scorer = Scorer(pipeline, config, model=model, cache_dir=out, distance=distance, check=check, progress=progress)
+    scorer = Scorer(
+        pipeline, config, model=model, cache_dir=out, distance=distance, check=check, background=background,
+        progress=progress,
+    )  # fmt: skip
     with runs.lock(out, procs.index):
         _score_all(batch, scorer, procs, progress)
         procs.barrier()
@@ -348,6 +360,8 @@ def _score_one(q: Query, batch: Batch, scorer: Scorer, folder: Path, base: dict[
         record["percentiles"] = read.get("percentiles", {})
         record["prompt_source"] = read["prompt_source"]
         record["learned_token_gap"] = read.get("learned_token_gap", {})
+        if read.get("calibrated"):
+            record["calibrated"] = read["calibrated"]
     return record
 
 
@@ -380,6 +394,7 @@ def summary_table(records: list[dict[str, Any]]) -> str:
     """One line per image: the token count and distances, and the familiarity signals when read;
     a failed input's reason."""
     with_signals = any("percentiles" in r for r in records)
+    calibrated = any(r.get("calibrated") for r in records)
     lead = headline()
     head = f"{'image':32s} {'tokens':>12s} {'soft':>5s}"
     head += f"  {(lead.replace('_', ' ') + ' (pct)')[:19]:>19s}" if with_signals else ""
@@ -395,6 +410,8 @@ def summary_table(records: list[dict[str, Any]]) -> str:
             gap, pct = r.get("signals", {}).get(lead), r.get("percentiles", {}).get(lead)
             line += f"  {gap:9.3f} ({pct:5.1f}%)" if gap is not None and pct is not None else f"  {'':19s}"
         ds = " ".join(f"{m}:{d:.2f}" for m, d in r["distances"].items())
+        if calibrated:
+            ds += f"  [{r['calibrated']['statement']}]" if r.get("calibrated") else ""
         lines.append(f"{line}  {ds}")
     return "\n".join(lines)
 

@@ -298,7 +298,13 @@ def _score(args: argparse.Namespace) -> int:
         write_batch_report,
     )
     from originality.domains import load_domain
-    from originality.models.pipeline import DEFAULT_REAL_MODEL, load_pipeline, model_identity, resolve_device
+    from originality.models.pipeline import (
+        DEFAULT_REAL_MODEL,
+        check_same_latent_space,
+        load_pipeline,
+        model_identity,
+        resolve_device,
+    )
 
     config = _score_config(args)
     domain = load_domain(args.domain)  # fail before loading the model
@@ -312,10 +318,20 @@ def _score(args: argparse.Namespace) -> int:
     resolve_device(device)  # a device this machine lacks: one line, before anything loads
     model = args.model or (None if domain.name == "shapes" else DEFAULT_REAL_MODEL)
     identity = model_identity(model)  # hashes a local UNet's weights: once
+    background_identity = model_identity(args.background_model) if args.background_model else None
     # The one preparation: every input checked, the settings made, the folder checked.
-    batch = prepare(args.input, config, args.out, domain=args.domain, model=identity, prompt=args.prompt or None)
+    batch = prepare(
+        args.input, config, args.out, domain=args.domain, model=identity, prompt=args.prompt or None,
+        background_model=background_identity,
+    )  # fmt: skip
     pipeline = load_pipeline(model, device=device, dtype=args.dtype, cache_dir=args.cache_dir)
-    records = score_all(batch, pipeline, config, args.out, progress=not args.quiet, procs=procs, model=identity)
+    background = None
+    if args.background_model:
+        background = load_pipeline(args.background_model, device=device, dtype=args.dtype, cache_dir=args.cache_dir)
+        check_same_latent_space(pipeline, background, f"--background-model {args.background_model}")
+    records = score_all(
+        batch, pipeline, config, args.out, progress=not args.quiet, procs=procs, model=identity, background=background
+    )
     if procs.index == 0:
         print(summary_table(records))
         report = write_batch_report(args.out, records)
@@ -688,6 +704,11 @@ def build_parser(experiments: bool = True) -> argparse.ArgumentParser:
     score.add_argument(
         "--prompt",
         help="the prompted signals' prompt (default, and for an empty --prompt '': the domain's reading of the image)",
+    )
+    score.add_argument(
+        "--background-model",
+        help="a second model on the same VAE, trained on the same images with every pair equally common: "
+        "adds the likelihood ratio (its unconditional loss minus the model's)",
     )
     score.add_argument(
         "--reference-samples",

@@ -27,8 +27,9 @@ from originality import runs
 from originality.detection.detector import ElementDetector
 from originality.domains import Domain, load_domain
 from originality.errors import OriginalityError
+from originality.method.calibrated import FrequencyCalibration
 from originality.method.distances import Distance, reads_elements
-from originality.method.familiarity import SignalReader
+from originality.method.familiarity import SignalReader, likelihood_ratio
 from originality.method.in_distribution import Check
 from originality.method.inversion import PLACEHOLDER
 from originality.method.query_reading import QueryReading, read_query
@@ -40,6 +41,7 @@ from originality.method.search import (
     library_versions,
     score,
 )
+from originality.method.signals import REGISTRY
 from originality.report.grids import image_grid
 from originality.report.html import score_report
 from originality.shapes.captions import caption, parse_caption
@@ -61,9 +63,14 @@ class Scorer:
         cache_dir: str | Path | None = None,
         distance: Distance | None = None,
         check: Check | None = None,
+        background=None,
         progress: bool = False,
     ):
         self.pipeline, self.config, self.progress = pipeline, config, progress
+        # A second model on the same VAE: the likelihood ratio (``method/familiarity.py``).
+        self.background = background
+        folder = Path(str(pipeline.config.get("_name_or_path", "")))
+        self.calibration = FrequencyCalibration.load(folder) if folder.is_dir() else None
         self.model = model or str(pipeline.config.get("_name_or_path", "unrecorded"))
         self.cache_dir = cache_dir
         self.distance, self.check = distance, check
@@ -160,6 +167,11 @@ class Scorer:
             reader = self.signal_reader()
             read = None if reading is None else (self.reading_caption(reading) or "")  # "": read, nothing found
             familiarity = reader(image, the_domain, prompt=prompt, reading=read)
+            if self.background is not None:
+                familiarity["signals"]["likelihood_ratio"] = likelihood_ratio(
+                    self.pipeline, self.background, image, reader.config
+                )
+            familiarity["calibrated"] = self.calibrated(familiarity)
         if config.signals == "fast" or skip:
             return OriginalityResult(
                 image=name,
@@ -191,6 +203,18 @@ class Scorer:
             familiarity["seconds"]["learned_token_gap"] = gaps["seconds"]
             result.familiarity = familiarity
         return result
+
+    def calibrated(self, familiarity: dict[str, Any]) -> dict[str, Any] | None:
+        """The verdict in training frequency, where the model carries a calibration and the query's
+        measure was read as the calibration's was (the same grid; the reading, not a user's prompt)."""
+        cal = self.calibration
+        if cal is None or (cal.grid is not None and cal.grid != familiarity["grid"]):
+            return None
+        signal = REGISTRY.get(cal.measure)
+        if signal is not None and signal.needs == "prompt" and familiarity["prompt_source"] != "reading":
+            return None
+        value = familiarity["signals"].get(cal.measure)
+        return None if value is None else cal.verdict(value)
 
     # -- writing ---------------------------------------------------------------------------------------
     def save(self, result: OriginalityResult, image: Image.Image, folder: str | Path) -> dict[str, Any]:

@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -50,10 +49,11 @@ from originality.domains import load_domain
 from originality.errors import OriginalityError
 from originality.experiments import positive_control
 from originality.experiments.runner import Experiment, run_experiment
+from originality.method.calibrated import CALIBRATION
 from originality.method.familiarity import domain_prompt
 from originality.method.search import score_preset
 from originality.method.signals import REGISTRY, SignalConfig, from_readings, query_latents, readings, signal_grid
-from originality.models.pipeline import load_pipeline, model_identity
+from originality.models.pipeline import check_same_latent_space, load_pipeline, model_identity
 from originality.report.plots import ladder_plot
 from originality.scorer import Scorer
 from originality.shapes.captions import caption, parse_caption
@@ -64,7 +64,6 @@ from originality.stats import auroc, bootstrap_interval, rho, slope
 
 READINGS = "readings.jsonl"
 TOKENS = "tokens.jsonl"
-CALIBRATION = "familiarity-calibration.json"
 SECOND_MODEL = ("likelihood_ratio", "gap_ratio")
 
 
@@ -226,7 +225,7 @@ def run(out: Path, config: LadderConfig, progress: bool) -> None:
     pipelines = {"ladder": load_pipeline(config.model)}
     if config.background_model:
         pipelines["background"] = load_pipeline(config.background_model)
-        _check_one_latent_space(pipelines)
+        check_same_latent_space(pipelines["ladder"], pipelines["background"])
     detector = ElementDetector.load(threshold=config.detector_threshold)
     done = {r["id"] for r in runs.read_jsonl(out / READINGS)}
     for seed in (config.fit_seed, config.held_out_seed):
@@ -238,15 +237,6 @@ def run(out: Path, config: LadderConfig, progress: bool) -> None:
             runs.append_jsonl(out / READINGS, record)
     if config.tokens:
         _token_counts(out, config, pipelines["ladder"], progress)
-
-
-def _check_one_latent_space(pipelines: dict[str, Any]) -> None:
-    a, b = (p.vae for p in pipelines.values())
-    same = a.config.scaling_factor == b.config.scaling_factor and all(
-        torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
-    )
-    if not same:
-        raise OriginalityError("the ladder and the background model have different VAEs: no shared latent space")
 
 
 def _token_counts(out: Path, config: LadderConfig, pipeline, progress: bool) -> None:
@@ -453,6 +443,7 @@ def calibrate(fit, held, summary: dict[str, Any], config: LadderConfig) -> dict[
         "interval": {"low": low, "high": high, "level": 0.9},
         "range": [min(frequencies), max(frequencies)],
         "held_out_coverage": covered,
+        "grid": config.grid().to_dict(),
         "model": model_identity(config.model),
         "background_model": model_identity(config.background_model) if config.background_model else None,
     }

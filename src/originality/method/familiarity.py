@@ -286,6 +286,17 @@ def familiarity(
     return out
 
 
+def likelihood_ratio(pipeline, background, image: Image.Image, config: SignalConfig | None = None) -> float:
+    """The unconditional loss of ``pipeline`` minus ``background``'s on one grid and noise: how much
+    better the model predicts the image than a model trained on everything but the frequencies
+    (both on one VAE, so that they read one latent). Lower: more familiar to the model."""
+    config = config or SignalConfig()
+    latents = query_latents(pipeline, [image])
+    target = compute_signals(pipeline, latents, None, signal_grid(pipeline, config), ["unconditional_loss"])
+    other = compute_signals(background, latents, None, signal_grid(background, config), ["unconditional_loss"])
+    return float(target["unconditional_loss"][0] - other["unconditional_loss"][0])
+
+
 def learned_token_gaps(
     pipeline, image: Image.Image, domain: Domain, learned: dict[str, torch.Tensor], config: SignalConfig | None = None
 ) -> dict[str, float]:

@@ -262,6 +262,19 @@ def load_pipeline(
     return pipeline.to(device)
 
 
+def check_same_latent_space(pipeline, other, name: str = "the background model") -> None:
+    """Refuse, in one line, a second model whose VAE is not the first's: a likelihood ratio between
+    two models compares them in one latent space."""
+    a, b = pipeline.vae, other.vae
+    same = (
+        a.config.scaling_factor == b.config.scaling_factor
+        and a.state_dict().keys() == b.state_dict().keys()
+        and all(torch.equal(x.cpu(), b.state_dict()[k].cpu()) for k, x in a.state_dict().items())
+    )
+    if not same:
+        raise OriginalityError(f"{name} has another VAE than the model: their latent spaces differ")
+
+
 def check_text_encoder(pipeline, name: str = "model") -> None:
     """Textual inversion needs a text encoder with an input embedding table."""
     encoder = getattr(pipeline, "text_encoder", None)

@@ -90,6 +90,11 @@ def familiarity_section(familiarity: dict[str, Any] | None) -> str:
         if learned
         else ""
     )
+    calibrated = familiarity.get("calibrated")
+    if calibrated:
+        sentence = f"<p><b>In training frequency: {e(calibrated['statement'])}</b> ({e(calibrated['measure'])}, " + (
+            f"a {calibrated['level']:.0%} interval for one image).</p>" + sentence
+        )
     source = SOURCES.get(familiarity["prompt_source"], familiarity["prompt_source"])
     return (
         f"<h2>Familiarity</h2>{sentence}<p>Prompt: <code>{e(familiarity['prompt'])}</code> ({e(source)}).</p>"
