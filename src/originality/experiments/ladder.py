@@ -466,7 +466,7 @@ def table(summary: dict[str, Any]) -> str:
         lines.append(
             f"{name:34s} {m['needs']:20s} {_f(m.get('rho')):>6s} "
             f"{'' if not ci else f'[{ci[0]:.2f}, {ci[1]:.2f}]':>15s} {_f(m.get('baseline_rho')):>8s} "
-            f"{_f(m['auroc']['1%<0.1%']):>8s} {_f(m['auroc']['0.1%<0%']):>8s}"
+            f"{_f(m.get('auroc', {}).get('1%<0.1%')):>8s} {_f(m.get('auroc', {}).get('0.1%<0%')):>8s}"
         )
     cal = summary.get("calibration")
     if cal:

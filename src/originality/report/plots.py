@@ -266,7 +266,9 @@ def ladder_plot(summary: dict, out: str | Path, top: int = 6) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     order = None
     for name, m in measures:
-        means = {k: v for k, v in m["level_means"].items() if k.startswith("ladder")}
+        means = {k: v for k, v in m.get("level_means", {}).items() if k.startswith("ladder")}
+        if not means:
+            continue
         order = order or sorted(means, key=lambda k: -float(k.split()[1].rstrip("%")))
         values = np.array([means[k] for k in order])
         span = values.max() - values.min()
