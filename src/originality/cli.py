@@ -392,15 +392,6 @@ def _experiment_signals(args: argparse.Namespace) -> None:
     print(f"summary.json, signals.png and report.html in {args.out}")
 
 
-def _experiment_calibrate(args: argparse.Namespace) -> None:
-    from originality.experiments.calibration import CalibrationConfig, calibrate, format_calibration
-
-    config = CalibrationConfig(queries=args.queries, budget_queries=args.budget_queries)
-    report = calibrate(args.model, args.out, config, progress=not args.quiet)
-    print(format_calibration(report))
-    print(f"every number: {Path(args.out) / 'calibration.json'}")
-
-
 def _experiment_generalization(args: argparse.Namespace) -> None:
     from originality.experiments.generalization import run_generalization
     from originality.experiments.generalization_config import generalization_preset
@@ -447,20 +438,6 @@ def _experiment_generalization_compare(args: argparse.Namespace) -> None:
         recipe = f"{ladder['train']} {ladder['recipe'][:8]}"
         print(f"{ladder['unet_steps']:>7,d} {recipe:>16s} {ladder['detector']:>12s}  " + "  ".join(cells))
     print(f"{args.out} and {Path(args.out).with_suffix('.json')}")
-
-
-def _experiment_fixed_location(args: argparse.Namespace) -> None:
-    from originality.experiments.fixed_location import FixedLocationConfig, run_fixed_location
-
-    config = FixedLocationConfig(queries=args.queries)
-    summary = run_fixed_location(
-        args.out, config, reference=args.reference, fixed_model=args.fixed_model, progress=not args.quiet
-    )
-    for label, m in summary["models"].items():
-        keeps = "n/a" if m["keeps_place"] is None else f"{m['keeps_place']:.0%}"
-        moved = "n/a" if m["mean_displacement"] is None else f"{m['mean_displacement']:.3f}"
-        print(f"{label:17s} samples keeping the query's place: {keeps:>4s}  mean displacement {moved}")
-    print(f"fig11.png and summary.json in {args.out}")
 
 
 def _ints(text: str, option: str) -> list[int]:
@@ -778,20 +755,6 @@ def build_parser(experiments: bool = True) -> argparse.ArgumentParser:
     cmp_.add_argument("runs", nargs="+", help="output folders of `experiment generalization`")
     cmp_.add_argument("--out", required=True, help="the figure (.png); its numbers go beside it as .json")
     cmp_.set_defaults(func=_experiment_generalization_compare)
-    fix = expsub.add_parser("fixed-location", help="App. C: a model trained with the common pair at one place")
-    fix.add_argument("--out", required=True, help="output folder (its cache/ keeps the trained model)")
-    fix.add_argument("--queries", type=int, default=4)
-    fix.add_argument("--reference", help="randomly placed model to compare with (default: the shipped model)")
-    fix.add_argument("--fixed-model", help="an already trained fixed-location model (default: train one, cached)")
-    fix.add_argument("--quiet", action="store_true")
-    fix.set_defaults(func=_experiment_fixed_location)
-    cal = expsub.add_parser("calibrate", help="caption ceiling and inversion budget on calibration queries")
-    cal.add_argument("--out", required=True, help="output folder (must not exist)")
-    cal.add_argument("--model", help="pipeline folder (default: the shipped shapes model)")
-    cal.add_argument("--queries", type=int, default=12, help="calibration queries per group")
-    cal.add_argument("--budget-queries", type=int, default=2, help="common queries inverted at each step budget")
-    cal.add_argument("--quiet", action="store_true")
-    cal.set_defaults(func=_experiment_calibrate)
     if experiments:
         _add_registered_experiments(expsub)
 

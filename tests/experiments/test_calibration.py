@@ -24,5 +24,12 @@ def test_calibration_measures_the_caption_ceiling_and_each_budget(tiny_model, tm
         assert set(parts) <= {"1", "2"} and sum(p["queries"] for p in parts.values()) == 1
     assert [(r["m"], r["steps"]) for r in report["inversion_budget"]] == [(1, 2), (1, 4)]
     assert "caption ceiling" in format_calibration(report)
-    with pytest.raises(OriginalityError, match="not empty"):
-        calibrate(tiny_model, tmp_path / "cal", config, progress=False)
+    assert "caption ceiling" in (tmp_path / "cal" / "report.html").read_text()
+    # A rerun of the same settings measures nothing again; other settings are refused in one line.
+    before = (tmp_path / "cal" / "calibration.json").stat().st_mtime_ns
+    assert calibrate(tiny_model, tmp_path / "cal", config, progress=False) == report
+    assert (tmp_path / "cal" / "calibration.json").stat().st_mtime_ns == before
+    with pytest.raises(OriginalityError, match="other settings"):
+        calibrate(tiny_model, tmp_path / "cal", CalibrationConfig(queries=2, size=32), progress=False)
+    with pytest.raises(OriginalityError, match="at least one query"):
+        CalibrationConfig(queries=0).validate()

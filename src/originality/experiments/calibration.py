@@ -25,13 +25,14 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from originality import runs
 from originality.detection.detector import ElementDetector, detector_identity, element_multiset, kind_shares
 from originality.domains import load_domain
 from originality.errors import OriginalityError
+from originality.experiments.runner import Experiment, run_experiment
 from originality.method.inversion import image_latents
 from originality.method.search import invert_and_reconstruct, score_preset
 from originality.models.pipeline import generate, load_pipeline, model_identity
-from originality.runs import write_json
 from originality.shapes.captions import colour_count
 from originality.shapes.queries import GROUPS, render_query
 
@@ -53,14 +54,38 @@ class CalibrationConfig:
     batch_size: int = field(default_factory=lambda: score_preset("quick").batch_size)
     lr: float = field(default_factory=lambda: score_preset("quick").lr)
     size: int = 64
+    model: str | None = field(default=None, metadata={"help": "pipeline folder (default: the shipped shapes model)"})
+
+    def validate(self) -> CalibrationConfig:
+        if self.queries < 1 or self.samples < 1:
+            raise OriginalityError("calibration needs at least one query and one sample")
+        if self.budget_queries < 1:
+            raise OriginalityError("--budget-queries must be >= 1")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS = {"default": CalibrationConfig}
+REPORT = "calibration.json"
 
 
 def calibrate(model: str | Path | None, out: str | Path, config: CalibrationConfig, *, progress: bool = True) -> dict:
-    if config.queries < 1 or config.samples < 1:
-        raise OriginalityError("calibration needs at least one query and one sample")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise OriginalityError(f"output folder {out} exists and is not empty; choose another --out")
+    """The calibration into ``out`` (a rerun of the same settings measures nothing again)."""
+    config = dataclasses.replace(config, model=None if model is None else str(model))
+    run_experiment(EXPERIMENT, out, config, progress=progress)
+    return runs.read_json(Path(out) / REPORT)
+
+
+def run(out: Path, config: CalibrationConfig, progress: bool) -> None:
+    if not (out / REPORT).is_file():
+        runs.write_json(out / REPORT, measure(config, progress))
+
+
+def measure(config: CalibrationConfig, progress: bool) -> dict[str, Any]:
+    """The caption ceiling and the inversion budget (the module's docstring)."""
+    model = config.model
     pipeline = load_pipeline(model)
     detector = ElementDetector.load()
     low = min(config.detector_thresholds)
@@ -131,7 +156,6 @@ def calibrate(model: str | Path | None, out: str | Path, config: CalibrationConf
         "caption_ceiling_seconds": ceiling_seconds,
         "inversion_budget": budget_rows,
     }
-    write_json(out / "calibration.json", report)
     return report
 
 
@@ -155,6 +179,10 @@ def _ceiling_summary(rows: list[dict[str, Any]], thresholds: tuple[float, ...]) 
     }
 
 
+def summarise(out: Path, config: CalibrationConfig) -> dict[str, Any]:
+    return runs.read_json(out / REPORT)
+
+
 def format_calibration(report: dict) -> str:
     ths = report["config"]["detector_thresholds"]
     lines = ["caption ceiling: share of samples holding exactly the query's elements (swapped colours), by detector"]
@@ -176,3 +204,14 @@ def format_calibration(report: dict) -> str:
             f"loss {r['final_loss']:.4f}): {rates}"
         )
     return "\n".join(lines)
+
+
+EXPERIMENT = Experiment(
+    name="calibrate",
+    title="Calibration of the quick preset: caption ceiling and inversion budget",
+    presets=PRESETS,
+    run=run,
+    summarise=summarise,
+    table=format_calibration,
+    identity=lambda config: {"model": model_identity(config.model), "detector": detector_identity()},
+)
