@@ -368,30 +368,6 @@ def _experiment_min_tokens(args: argparse.Namespace) -> None:
     print(f"figures, summary.json and report.html in {args.out}")
 
 
-def _experiment_signals(args: argparse.Namespace) -> None:
-    from originality.experiments.signals import SignalsConfig, run_signals
-
-    if args.queries < 1:
-        raise OriginalityError(f"--queries must be >= 1, got {args.queries}")
-    config = SignalsConfig(
-        queries=args.queries,
-        query_seed=args.query_seed,
-        grid_seeds=tuple(_ints(args.grid_seeds, "--grid-seeds")),
-        reference_samples=args.reference_samples,
-        learned_tokens=args.learned_tokens,
-    )
-    summary = run_signals(args.model, args.out, config, tokens_from=args.tokens_from, progress=not args.quiet)
-    print(f"{'signal':34s} {'rho':>6s} {'95% interval':>15s}  {'dose':>5s}  controls  s/image")
-    for name, s in sorted(summary["signals"].items(), key=lambda kv: -(kv[1]["rho"] or -9)):
-        rho = "  n/a" if s["rho"] is None else f"{s['rho']:6.2f}"
-        ci = "" if not s["rho_ci"] else f"[{s['rho_ci'][0]:5.2f}, {s['rho_ci'][1]:5.2f}]"
-        dose = "  n/a" if s["dose_response_rho"] is None else f"{s['dose_response_rho']:5.2f}"
-        seconds = "" if s["seconds_per_image"] is None else f"{s['seconds_per_image']:.2f}"
-        verdict = {True: "pass", False: "fail", None: "n/a"}[s["passes_controls"]]
-        print(f"{name:34s} {rho} {ci:>15s}  {dose}  {verdict:8s}  {seconds}")
-    print(f"summary.json, signals.png and report.html in {args.out}")
-
-
 def _experiment_generalization(args: argparse.Namespace) -> None:
     from originality.experiments.generalization import run_generalization
     from originality.experiments.generalization_config import generalization_preset
@@ -704,19 +680,6 @@ def build_parser(experiments: bool = True) -> argparse.ArgumentParser:
     mt.add_argument("--training-data", help="the model's training dataset: check that no query is one of its images")
     _add_score_options(mt)
     mt.set_defaults(func=_experiment_min_tokens)
-    sig = expsub.add_parser("signals", help="familiarity signals against training frequency, with shape controls")
-    sig.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
-    sig.add_argument("--model", help="a model trained on the originality mix (default: the shipped one)")
-    sig.add_argument("--queries", type=int, default=20, help="queries per group and control (default 20)")
-    sig.add_argument("--query-seed", type=int, default=7_000_003, help="the min-tokens experiment's, by default")
-    sig.add_argument("--grid-seeds", default="0,1,2", help="noise grids to read each query on (default 0,1,2)")
-    sig.add_argument("--reference-samples", type=int, default=64, help="the model's own samples (default 64)")
-    sig.add_argument("--tokens-from", help="a min-tokens experiment folder of the same queries: its token counts")
-    sig.add_argument(
-        "--learned-tokens", action="store_true", help="also the prompt-free gap of a one-token inversion per query"
-    )
-    sig.add_argument("--quiet", action="store_true")
-    sig.set_defaults(func=_experiment_signals)
     gen = expsub.add_parser("generalization", help="Fig. 3: generalization vs training diversity (trains models)")
     gen.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
     gen.add_argument(

@@ -16,7 +16,8 @@ class ToyConfig:
     label: str = "toy"
     scale: float = 1.0
     loud: bool = False
-    pairs: tuple[int, ...] = (1, 2)  # not a plain type: no option of its own
+    pairs: tuple[int, ...] = (1, 2)  # given comma-separated
+    extra: dict = field(default_factory=dict)  # not a plain type: no option of its own
 
     def validate(self):
         if self.n < 1:
@@ -65,9 +66,16 @@ def test_a_toy_experiment_runs_resumes_and_refuses_other_settings(tmp_path):
 
 
 def test_plain_fields_become_options():
-    names = [(name, kind) for name, kind, _, _ in option_fields(ToyConfig)]
-    assert names == [("n", int), ("label", str), ("scale", float), ("loud", bool)]
-    assert option_fields(ToyConfig)[0][3] == "how many squares"
+    fields = option_fields(ToyConfig)
+    assert [(name, kind) for name, kind, _, _ in fields[:4]] == [
+        ("n", int),
+        ("label", str),
+        ("scale", float),
+        ("loud", bool),
+    ]
+    assert fields[0][3] == "how many squares"
+    name, parse, default, _ = fields[4]
+    assert (name, default, parse("3, 4")) == ("pairs", "1,2", (3, 4)) and len(fields) == 5
 
 
 def test_registered_experiments_reach_the_command_line(capsys):

@@ -9,7 +9,9 @@ An experiment is one file that ends with an :class:`Experiment`:
 * ``figures(out, summary)``: the plots a person would rather look at, as PNG paths;
 * ``table(summary)``: the few lines printed at the end;
 * ``identity(config)``: what the settings must pin beside the config (a model's digest), so that a
-  folder made with another model is refused rather than resumed.
+  folder made with another model is refused rather than resumed;
+* ``grows``: config fields a rerun may raise to extend the run (more queries), left out of the check;
+* ``report(out, summary)``: a page of its own, where the generic one (table, figures) is not enough.
 
 :func:`run_experiment` owns everything else: the folder (resumed with the same settings, refused in
 one line with others), the lock, ``summary.json``, ``report.html``. :func:`registered` finds every
@@ -19,6 +21,7 @@ experiment module's ``EXPERIMENT``, so a new experiment is one new file; the com
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import html
 import importlib
@@ -53,6 +56,8 @@ class Experiment(Generic[Config]):
     table: Callable[[dict[str, Any]], str]
     figures: Callable[[Path, dict[str, Any]], list[Path]] = _no_figures
     identity: Callable[[Config], dict[str, Any]] = _no_identity
+    grows: tuple[str, ...] = ()
+    report: Callable[[Path, dict[str, Any]], Path] | None = None
 
     def config(self, preset: str | None = None, **overrides: Any) -> Config:
         """The named preset (the first one by default) with ``overrides``, validated."""
@@ -66,14 +71,18 @@ def run_experiment(experiment: Experiment, out: str | Path, config: Any, *, prog
     """Run (or resume) ``experiment`` into the folder ``out``; returns the summary it wrote."""
     out = Path(out)
     config = config.validate()
-    settings = {"experiment": experiment.name, "config": config.to_dict(), **experiment.identity(config)}
+    checked = {**config.to_dict(), **dict.fromkeys(experiment.grows)}  # a larger run extends this one
+    settings = {"experiment": experiment.name, "config": checked, **experiment.identity(config)}
     runs.open_run(out, settings, what=f"a {experiment.name} run")
     with runs.lock(out):
         experiment.run(out, config, progress)
         summary = {"experiment": experiment.name, "settings": settings, **experiment.summarise(out, config)}
         runs.write_json(out / "summary.json", summary)
         figures = experiment.figures(out, summary)
-        report(experiment, summary, figures, out / "report.html")
+        if experiment.report is not None:
+            experiment.report(out, summary)
+        else:
+            report(experiment, summary, figures, out / "report.html")
     return summary
 
 
@@ -102,9 +111,10 @@ def registered() -> dict[str, Experiment]:
     return dict(sorted(found.items()))
 
 
-def option_fields(config_type: type) -> list[tuple[str, type, Any, str]]:
+def option_fields(config_type: type) -> list[tuple[str, Any, Any, str]]:
     """(name, type, default, help) of the config fields the command line offers as ``--name``:
-    those of a plain type (str, int, float, bool, or None meaning str)."""
+    those of a plain type (str, int, float, bool, or None meaning str), and tuples of one plain
+    type, given comma-separated ("0,1,2")."""
     out = []
     defaults = config_type()
     for f in dataclasses.fields(config_type):
@@ -112,4 +122,20 @@ def option_fields(config_type: type) -> list[tuple[str, type, Any, str]]:
         kind = str if value is None else type(value)
         if kind in (str, int, float, bool):
             out.append((f.name, kind, value, f.metadata.get("help", "")))
+        elif kind is tuple and value and len({type(v) for v in value}) == 1 and type(value[0]) in (str, int, float):
+            shown = ",".join(map(str, value))
+            out.append((f.name, comma_separated(type(value[0])), shown, f.metadata.get("help", "")))
     return out
+
+
+def comma_separated(kind: type) -> Callable[[str], tuple]:
+    """An option's parser: "0,1,2" as a tuple of ``kind``."""
+
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"comma-separated {kind.__name__} values, got {text!r}") from None
+
+    parse.__name__ = f"comma-separated {kind.__name__}"
+    return parse

@@ -20,6 +20,7 @@ variant of one (weighting, gap form, normalisations), is computed from them afte
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from originality import runs
 from originality.detection.detector import ElementDetector, detector_identity
 from originality.domains import load_domain
 from originality.errors import OriginalityError
+from originality.experiments.runner import Experiment, run_experiment
 from originality.method.familiarity import build_reference, reading_prompt
 from originality.method.inversion import InversionSettings, invert, placeholder_phrase, set_embeddings
 from originality.method.search import score_preset
@@ -44,8 +46,9 @@ from originality.shapes.queries import CONTROLS, PAIRS, pair_frequencies, render
 from originality.shapes.specs import originality_mix
 from originality.stats import auroc, rho, spearman
 
-MARKER = "experiment.json"
 READINGS = "readings.jsonl"
+WEIGHTS = "grid-weights.json"
+REFERENCE_READINGS = "reference-readings.json"
 MAIN = ("common", "rare", "unseen")
 MATCHED = {
     "circle": ("common", "circle+hexagon", "rare"),
@@ -73,6 +76,12 @@ class SignalsConfig:
     learned_reading: int = 2
     inversion_steps: int = 150
     bootstrap: int = 2000
+    model: str | None = field(
+        default=None, metadata={"help": "a model trained on the originality mix (default: shipped)"}
+    )
+    tokens_from: str | None = field(
+        default=None, metadata={"help": "a min-tokens experiment folder of the same queries: its token counts"}
+    )
 
     def validate(self) -> SignalsConfig:
         if self.queries < 1:
@@ -136,6 +145,92 @@ def query_readings(pipeline, image, text: str, reading: str | None, alone, grids
 
 
 # -- the run ----------------------------------------------------------------------------------------
+def run(out: Path, config: SignalsConfig, progress: bool) -> None:
+    """Read every query not yet read (more queries extend the run), then the model's own samples."""
+    pipeline = load_pipeline(config.model)
+    domain = load_domain("shapes")
+    detector = ElementDetector.load(threshold=config.detector_threshold)
+    read = reading_prompt(domain, detector)
+    rows = write_queries(out, config)
+    if config.tokens_from:
+        tokens_of(config.tokens_from, rows, config)  # a bad folder fails before any work
+    grids = {seed: signal_grid(pipeline, _seeded(config.grid, seed)) for seed in config.grid_seeds}
+    learned = _one_token_inversion(pipeline, config) if config.learned_tokens else None
+    done = runs.read_records(out, READINGS, "image")
+    for row in tqdm([r for r in rows if r["image"] not in done], desc="signals", disable=not progress):
+        index = int(Path(row["image"]).stem.rsplit("-", 1)[1])
+        image, text, parts = render_pair(row["group"], index, config.query_seed, config.size)
+        alone = [(part, read(part) or "") for part in parts]
+        use = learned if learned and row["group"] in MAIN else None
+        record = {"image": row["image"], "group": row["group"], "caption": text, "reading": read(image)}
+        record.update(query_readings(pipeline, image, text, record["reading"], alone, grids, use))
+        runs.append_jsonl(out / READINGS, record)
+    reference = build_reference(
+        pipeline,
+        domain,
+        model=model_identity(config.model),
+        config=grids[config.grid_seeds[0]].config,
+        samples=config.reference_samples,
+        steps=config.reference_steps,
+        guidance=config.guidance_scale,
+        read=read,
+        cache=out / "reference.json",
+        progress=progress,
+    )
+    _reference_readings(out, reference)
+    runs.write_json(out / WEIGHTS, grid_weights(grids[config.grid_seeds[0]]))
+
+
+def summarise(out: Path, config: SignalsConfig) -> dict[str, Any]:
+    rows = write_queries(out, config)
+    tokens = tokens_of(config.tokens_from, rows, config) if config.tokens_from else {}
+    done = runs.read_records(out, READINGS, "image")
+    records = [done[r["image"]] for r in rows]
+    weights = runs.read_json(out / WEIGHTS)
+    summary = summarise_values(records, rows, config, tokens, runs.read_json(out / REFERENCE_READINGS), weights)
+    summary["weights"] = weights
+    values = summary.pop("values")
+    with runs.atomic_path(out / "values.jsonl") as tmp:
+        tmp.write_text("".join(runs.dumps({"image": i, "group": g, "values": v}) + "\n" for i, g, v in values))
+    summary["model"] = model_identity(config.model)
+    summary["tokens_from"] = config.tokens_from
+    return summary
+
+
+def figures(out: Path, summary: dict[str, Any]) -> list[Path]:
+    return list(signals_plots(summary, out))
+
+
+def table(summary: dict[str, Any]) -> str:
+    lines = [f"{'signal':34s} {'rho':>6s} {'95% interval':>15s}  {'dose':>5s}  controls  s/image"]
+    for name, s in sorted(summary["signals"].items(), key=lambda kv: -(kv[1]["rho"] or -9)):
+        rho_ = "  n/a" if s["rho"] is None else f"{s['rho']:6.2f}"
+        ci = "" if not s["rho_ci"] else f"[{s['rho_ci'][0]:5.2f}, {s['rho_ci'][1]:5.2f}]"
+        dose = "  n/a" if s["dose_response_rho"] is None else f"{s['dose_response_rho']:5.2f}"
+        seconds = "" if s["seconds_per_image"] is None else f"{s['seconds_per_image']:.2f}"
+        verdict = {True: "pass", False: "fail", None: "n/a"}[s["passes_controls"]]
+        lines.append(f"{name:34s} {rho_} {ci:>15s}  {dose}  {verdict:8s}  {seconds}")
+    return "\n".join(lines)
+
+
+def identity(config: SignalsConfig) -> dict[str, Any]:
+    return {"model": model_identity(config.model), "detector": detector_identity()}
+
+
+EXPERIMENT = Experiment(
+    name="signals",
+    title="Which familiarity signal tracks training frequency (with shape-matched controls)",
+    presets={"default": SignalsConfig},
+    run=run,
+    summarise=summarise,
+    table=table,
+    figures=figures,
+    identity=identity,
+    grows=("queries",),
+    report=lambda out, summary: signals_report(summary, out),
+)
+
+
 def run_signals(
     model: str | Path | None,
     out: str | Path,
@@ -145,59 +240,12 @@ def run_signals(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Read every query (resuming), then write summary.json, signals.png and report.html."""
-    config.validate()
-    out = Path(out)
-    settings = {
-        "config": {**config.to_dict(), "queries": None},  # more queries extend a run
-        "model": model_identity(model),
-        "detector": detector_identity(),
-    }
-    runs.open_run(out, settings, what="a signals experiment", marker=MARKER)
-    pipeline = load_pipeline(model)
-    domain = load_domain("shapes")
-    detector = ElementDetector.load(threshold=config.detector_threshold)
-    read = reading_prompt(domain, detector)
-    rows = write_queries(out, config)
-    tokens = tokens_of(tokens_from, rows, config) if tokens_from else {}  # a bad folder fails before any work
-    grids = {seed: signal_grid(pipeline, _seeded(config.grid, seed)) for seed in config.grid_seeds}
-    learned = _one_token_inversion(pipeline, config) if config.learned_tokens else None
-    done = runs.read_records(out, READINGS, "image")
-    with runs.lock(out):
-        for row in tqdm([r for r in rows if r["image"] not in done], desc="signals", disable=not progress):
-            index = int(Path(row["image"]).stem.rsplit("-", 1)[1])
-            image, text, parts = render_pair(row["group"], index, config.query_seed, config.size)
-            alone = [(part, read(part) or "") for part in parts]
-            use = learned if learned and row["group"] in MAIN else None
-            record = {"image": row["image"], "group": row["group"], "caption": text, "reading": read(image)}
-            record.update(query_readings(pipeline, image, text, record["reading"], alone, grids, use))
-            runs.append_jsonl(out / READINGS, record)
-            done[row["image"]] = record
-    reference = build_reference(
-        pipeline,
-        domain,
-        model=settings["model"],
-        config=grids[config.grid_seeds[0]].config,
-        samples=config.reference_samples,
-        steps=config.reference_steps,
-        guidance=config.guidance_scale,
-        read=read,
-        cache=out / "reference.json",
-        progress=progress,
+    config = dataclasses.replace(
+        config,
+        model=None if model is None else str(model),
+        tokens_from=None if tokens_from is None else str(tokens_from),
     )
-    reference_readings = _reference_readings(out, reference)
-    records = [done[r["image"]] for r in rows]
-    weights = grid_weights(grids[config.grid_seeds[0]])
-    summary = summarise(records, rows, config, tokens, reference_readings, weights)
-    summary["weights"] = weights
-    values = summary.pop("values")
-    with runs.atomic_path(out / "values.jsonl") as tmp:
-        tmp.write_text("".join(runs.dumps({"image": i, "group": g, "values": v}) + "\n" for i, g, v in values))
-    summary["model"] = settings["model"]
-    summary["tokens_from"] = str(tokens_from) if tokens_from else None
-    runs.write_json(out / "summary.json", summary)
-    signals_plots(summary, out)
-    signals_report(summary, out)
-    return summary
+    return run_experiment(EXPERIMENT, out, config, progress=progress)
 
 
 def _seeded(grid: SignalConfig, seed: int) -> SignalConfig:
@@ -224,12 +272,11 @@ def _one_token_inversion(pipeline, config: SignalsConfig):
 def _reference_readings(out: Path, reference) -> dict[str, list[float]]:
     """Per-timestep means of the reference samples' readings: what the normalised variants divide by
     (kept beside the run; a reference cached before it recorded them has none)."""
-    path = out / "reference-readings.json"
+    path = out / REFERENCE_READINGS
     if path.is_file():
         return runs.read_json(path)
     means = {name: [float(f"{v:.5g}") for v in values] for name, values in reference.timestep_means.items()}
-    if means:
-        runs.write_json(path, means)
+    runs.write_json(path, means)
     return means
 
 
@@ -318,7 +365,7 @@ def grid_weights(grid) -> dict[str, list[float]]:
     }
 
 
-def summarise(
+def summarise_values(
     records: list[dict[str, Any]],
     rows: list[dict[str, str]],
     config: SignalsConfig,
