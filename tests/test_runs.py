@@ -108,3 +108,16 @@ def test_the_lock_refuses_a_live_owner_and_takes_over_a_dead_ones(tmp_path):
     with runs.lock(tmp_path):
         assert (tmp_path / runs.LOCK).read_text() == str(os.getpid())
     assert not (tmp_path / runs.LOCK).exists()
+
+
+def test_a_later_record_replaces_an_error_and_nothing_else(tmp_path):
+    runs.append_jsonl(tmp_path / "results.jsonl", {"image": "a", "status": "error", "reason": "truncated"})
+    runs.append_jsonl(tmp_path / "results.jsonl", {"image": "b", "status": "ok", "n": 1})
+    runs.append_jsonl(tmp_path / "results.rank1.jsonl", {"image": "a", "status": "ok"})
+    runs.append_jsonl(tmp_path / "results.rank1.jsonl", {"image": "b", "status": "ok", "n": 2})
+    records = runs.read_records(tmp_path, "results.jsonl", "image")
+    assert records["a"]["status"] == "ok" and records["b"]["n"] == 1  # a settled key keeps its first record
+    runs.merge_parts(tmp_path, "results.jsonl", lambda r: r["image"])
+    merged = runs.read_jsonl(tmp_path / "results.jsonl")
+    assert [(r["image"], r["status"]) for r in merged] == [("a", "error"), ("b", "ok"), ("a", "ok")]
+    assert runs.read_records(tmp_path, "results.jsonl", "image")["a"]["status"] == "ok"
