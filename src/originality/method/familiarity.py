@@ -48,6 +48,7 @@ from originality.method.signals import (
     signal_grid,
     signal_names,
 )
+from originality.method.typicality import THRESHOLD, typicality
 from originality.models.pipeline import generate
 from originality.runs import read_json, write_json
 from originality.shapes.captions import caption
@@ -263,9 +264,9 @@ def familiarity(
     latents = query_latents(pipeline, [image])
     prompt, source = choose_prompt(image, domain, user=user_prompt, read=read)
     chosen = time.perf_counter()
-    values = compute_signals(pipeline, latents, [prompt], grid)
+    raw = readings(pipeline, latents, [prompt], grid)
+    signals = {name: float(from_readings(raw, name, grid)[0]) for name in signal_names()}
     done = time.perf_counter()
-    signals = {name: float(v[0]) for name, v in values.items()}
     out: dict[str, Any] = {
         "signals": signals,
         "prompt": prompt,
@@ -283,6 +284,10 @@ def familiarity(
             "read": reference.sources.count("reading"),
             "used": reference.used(signals, source),  # the samples each percentile was read among
         }
+        means = reference.timestep_means.get("unconditional")
+        if means and len(means) == grid.size:
+            value = typicality(raw["unconditional"][0], means, grid.timesteps)
+            out["typicality"] = {"value": value, "threshold": THRESHOLD, "typical": value <= THRESHOLD}
     return out
 
 

@@ -1,0 +1,47 @@
+"""Is the query drawn like the model's own images? A low-level typicality check, and a way around it.
+
+On a model trained on rendered shapes, the familiarity signals read *how* an image is drawn before
+*what* it shows: a common pair drawn with PIL (hard edges, other sides, pure colours) reads less
+familiar than a rendered pair the model never saw. Before a signal is taken as a statement about
+the concept, the query's fine detail is compared with the model's own samples: the unconditional
+loss at low noise (t <= :data:`LOW_T`, where only edges and texture are left to predict), over the
+same for the signal reference's samples. About 1 is typical; far above, the query is drawn
+unlike anything the model draws. On shapes, such a query's signals can be read on a
+:func:`canonical_rerender` of its reading instead: the renderer draws the elements the detector read,
+where it read them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from originality.method.query_reading import READ_CONFIDENCE, QueryReading
+from originality.shapes.captions import parse_caption
+from originality.shapes.rendering import render, sample_layout
+
+LOW_T = 200  # the low-noise end of the grid: fine detail, not composition
+# Above this, a query is drawn unlike the model's own samples: the 99th percentile of 200 rendered
+# queries on the shipped model (research/probe_typicality.py; results/typicality/README.md).
+THRESHOLD = 1.0
+
+
+def typicality(unconditional: torch.Tensor, reference_means: Sequence[float], timesteps: torch.Tensor) -> float:
+    """The query's unconditional loss at t <= LOW_T over the model's own samples' (per timestep, then
+    averaged): about 1 for an image drawn as the model draws."""
+    low = timesteps <= LOW_T
+    ratio = unconditional.float() / torch.as_tensor(list(reference_means), dtype=torch.float32)
+    return float(ratio[low].mean())
+
+
+def canonical_rerender(reading: QueryReading, size: int) -> Image.Image:
+    """The elements a shapes query was read as, drawn by the renderer at the centres where they were
+    read (the renderer's own sizes, colours and anti-aliasing)."""
+    sure = [e for e in reading.elements if e["confidence"] >= READ_CONFIDENCE]
+    elements = [parse_caption(e["element"])[0] for e in sure]
+    centres = [((e["box"][0] + e["box"][2]) / 2 / size, (e["box"][1] + e["box"][3]) / 2 / size) for e in sure]
+    placed = sample_layout(elements, size, np.random.default_rng(0), fixed_centres=centres)
+    return render(placed, size)
