@@ -40,9 +40,11 @@ def main() -> None:
     args = parser.parse_args()
 
     overrides = {"max_tokens": args.max_tokens, "full_curve": True}
-    for key in ("dreamsim_cache", "distance", "clip_model", "steps", "samples"):
+    for key in ("dreamsim_cache", "distance", "clip_model", "samples"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
+    if args.steps is not None:
+        overrides["inversion_steps"] = args.steps
     domain = load_domain(args.domain)
     config = score_preset("paper", **overrides).resolve(domain)
     t0 = time.perf_counter()

@@ -48,7 +48,7 @@ VARIANTS = {
     # App. E.1: lr 5e-4 for 2,000 steps. A rough model, not measured: with noisy gradients Adam moves
     # a vector about lr * sqrt(steps) per coordinate: 0.022 here against 0.087 for quick (5e-3, 300),
     # the vocabulary's coordinates being ~0.055: the paper's tokens stay nearer their initial word.
-    "paper-budget": {"lr": 5e-4, "steps": 2000},
+    "paper-budget": {"lr": 5e-4, "inversion_steps": 2000},
     # Cheap stand-ins for the paper's budget: the same rough reach (1.5e-3 * sqrt(300) = 0.026), or
     # quick's power with each vector held to the paper-budget tokens' measured norms (1.28-1.38 on
     # the 6,575-step model, 1.29-1.35 on the 12,496-step one).

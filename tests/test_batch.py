@@ -28,7 +28,7 @@ class Counting:
         return np.zeros(len(samples))
 
 
-CONFIG = dict(steps=2, batch_size=2, samples=2, inference_steps=2, check=None, max_tokens=1, signals="none")
+CONFIG = dict(inversion_steps=2, batch_size=2, samples=2, inference_steps=2, check=None, max_tokens=1, signals="none")
 
 
 def test_batch_resumes_without_redoing_finished_images(tiny_model, tmp_path, monkeypatch):
@@ -68,8 +68,8 @@ def test_a_rerun_with_other_settings_is_refused_not_mixed_in(tiny_model, tmp_pat
     out = tmp_path / "out"
     score_all(tmp_path / "a.png", pipeline, score_preset("quick", **CONFIG), out, progress=False, distance=Counting())
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    other = score_preset("quick", **{**CONFIG, "steps": 3})
-    with pytest.raises(OriginalityError, match=r"other settings \(steps\)"):
+    other = score_preset("quick", **{**CONFIG, "inversion_steps": 3})
+    with pytest.raises(OriginalityError, match=r"other settings \(inversion_steps\)"):
         score_all(tmp_path / "b.png", pipeline, other, out, progress=False, distance=Counting())
     same = score_preset("quick", **CONFIG)
     with pytest.raises(OriginalityError, match=r"other settings \(model\)"):

@@ -42,7 +42,7 @@ def test_demo_scores_the_examples_prints_a_table_and_writes_the_report(tiny_mode
 
     config = score_preset(
         "quick",
-        steps=2,
+        inversion_steps=2,
         batch_size=2,
         samples=2,
         inference_steps=2,
@@ -65,7 +65,7 @@ def test_a_demo_folder_from_another_detector_starts_again(tiny_model, tmp_path, 
 
     config = score_preset(
         "quick",
-        steps=2,
+        inversion_steps=2,
         batch_size=2,
         samples=2,
         inference_steps=2,

@@ -21,7 +21,7 @@ from originality.scorer import save_result
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipelines import save_as_hub_cache, tiny_clip_classifier, tiny_clip_pipeline  # noqa: E402
 
-TINY = dict(steps=2, batch_size=2, samples=2, inference_steps=2, max_tokens=2)
+TINY = dict(inversion_steps=2, batch_size=2, samples=2, inference_steps=2, max_tokens=2)
 
 
 def house(path: Path | None = None, colour="red") -> Image.Image:
@@ -198,7 +198,7 @@ def test_two_processes_split_a_folder(tmp_path, torchrun):
         house(images / f"h{i}.png", colour)
     run = torchrun(
         "score", str(images), "--model", str(tmp_path / "model"),
-        "--domain", str(domain_file(tmp_path)), "--no-check", "--steps", "2", "--samples", "2",
+        "--domain", str(domain_file(tmp_path)), "--no-check", "--inversion-steps", "2", "--samples", "2",
         "--inference-steps", "2", "--max-tokens", "1", "--out", str(tmp_path / "out"), "--quiet",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]

@@ -1,5 +1,6 @@
 """One scorer per command, and a batch that survives its worst image (issue 35)."""
 
+import dataclasses
 import json
 import os
 
@@ -14,11 +15,11 @@ from originality.cli import main
 from originality.detection.detector import ElementDetector
 from originality.errors import OriginalityError
 from originality.method.familiarity import load_reference
-from originality.method.search import ScoreConfig, score_preset
+from originality.method.search import ScoreConfig, saved_config, score_preset
 from originality.models import load_pipeline
 from originality.runs import SETTINGS
 
-SMALL = dict(steps=2, batch_size=2, samples=2, inference_steps=2, max_tokens=1, reference_samples=2)
+SMALL = dict(inversion_steps=2, batch_size=2, samples=2, inference_steps=2, max_tokens=1, reference_samples=2)
 
 
 def drawn(path, colour="red", size=(32, 32)):
@@ -203,5 +204,15 @@ def test_a_strip_of_an_image_says_it_was_cropped(tiny_model, tmp_path):
 
 
 def test_the_presets_are_the_only_source_of_defaults():
-    assert ScoreConfig().preset == "paper" and ScoreConfig().steps == 2000  # the paper's numbers, named so
+    assert ScoreConfig().preset == "paper" and ScoreConfig().inversion_steps == 2000  # the paper's numbers, named so
     assert score_preset("quick").signals == ScoreConfig().signals == "all"
+
+
+def test_the_old_spelling_of_inversion_steps_still_works_with_a_warning():
+    with pytest.warns(FutureWarning, match="use inversion_steps"):
+        config = score_preset("quick", steps=7)
+    assert config.inversion_steps == 7 and config.steps is None
+    # Settings saved when it was called steps read as the same config.
+    old = {**dataclasses.asdict(score_preset("quick", inversion_steps=9)), "steps": 9}
+    del old["inversion_steps"]
+    assert saved_config(old) == saved_config(dataclasses.asdict(score_preset("quick", inversion_steps=9)))

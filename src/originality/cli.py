@@ -263,7 +263,7 @@ def _score_config(args: argparse.Namespace, **forced):
             "threshold": args.threshold,
             "distance": args.distance,
             "samples": args.samples,
-            "steps": args.inversion_steps,
+            "inversion_steps": args.inversion_steps,
             "shift_views": getattr(args, "shift_views", None),
             "phrase_length": getattr(args, "phrase_length", None),
             "seed": args.seed,

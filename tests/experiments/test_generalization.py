@@ -153,7 +153,7 @@ def test_fixed_location_ablation_on_tiny_models(tiny_model, tmp_path):
     from originality.experiments.fixed_location import FixedLocationConfig, fixed_queries, run_fixed_location
 
     config = FixedLocationConfig(
-        queries=2, seeds=2, size=32, score_overrides=dict(steps=2, batch_size=2, inference_steps=2)
+        queries=2, seeds=2, size=32, score_overrides=dict(inversion_steps=2, batch_size=2, inference_steps=2)
     )
     queries = fixed_queries(config)
     assert len(queries) == 2 and all(q.size == (32, 32) for q, _ in queries)

@@ -40,8 +40,8 @@ def test_summary_histogram_and_spearman_follow_the_counts(scored):
 
 def test_experiment_writes_figures_and_resumes(tiny_model, tiny_data, tmp_path):
     score = score_preset(
-        "quick", steps=2, batch_size=2, samples=2, inference_steps=2, max_tokens=2, distance="ssim", check=None,
-        threshold=0.99,
+        "quick", inversion_steps=2, batch_size=2, samples=2, inference_steps=2, max_tokens=2, distance="ssim",
+        check=None, threshold=0.99,
     )  # fmt: skip
     config = MinTokensConfig(queries=1, size=32, score=score)
     out = tmp_path / "exp"
@@ -95,7 +95,7 @@ def test_two_processes_share_the_queries(tiny_model, tmp_path, torchrun):
     out = tmp_path / "exp"
     run = torchrun(
         "experiment", "min-tokens", "--model", str(tiny_model), "--out", str(out),
-        "--queries", "1", "--distance", "ssim", "--no-check", "--threshold", "0.99", "--steps", "2",
+        "--queries", "1", "--distance", "ssim", "--no-check", "--threshold", "0.99", "--inversion-steps", "2",
         "--samples", "2", "--max-tokens", "1", "--quiet",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
@@ -157,7 +157,14 @@ def test_the_experiment_reads_its_models_training_fractions(tiny_model, tmp_path
     saved["dataset"]["fractions"] = {"common": 0.5, "rare": 0.02}
     summary_path.write_text(json.dumps(saved))
     score = score_preset(
-        "quick", steps=2, batch_size=2, samples=2, inference_steps=2, max_tokens=1, distance="ssim", check=None
+        "quick",
+        inversion_steps=2,
+        batch_size=2,
+        samples=2,
+        inference_steps=2,
+        max_tokens=1,
+        distance="ssim",
+        check=None,
     )
     summary = run_min_tokens(model, tmp_path / "exp", MinTokensConfig(queries=1, size=32, score=score), progress=False)
     assert summary["groups"]["common"]["training_fraction"] == 0.5

@@ -31,7 +31,9 @@ class PassFrom:
 
 
 def tiny_config(**kw):
-    return score_preset("quick", steps=2, batch_size=2, samples=2, inference_steps=2, check=None, signals="none", **kw)
+    return score_preset(
+        "quick", inversion_steps=2, batch_size=2, samples=2, inference_steps=2, check=None, signals="none", **kw
+    )
 
 
 def test_early_exit_stops_at_the_first_passing_m(tiny_model, tmp_path):

@@ -128,7 +128,7 @@ def measure(config: CalibrationConfig, progress: bool) -> dict[str, Any]:
         image, text = common[q]
         score_config = score_preset(
             "quick",
-            steps=steps,
+            inversion_steps=steps,
             batch_size=config.batch_size,
             lr=config.lr,
             samples=config.samples,

@@ -18,6 +18,7 @@ import dataclasses
 import math
 import platform
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,7 +47,7 @@ class ScoreConfig:
 
     preset: str = "paper"
     max_tokens: int = 5  # M
-    steps: int = 2000  # inversion steps per m (paper: 2000)
+    inversion_steps: int = 2000  # textual-inversion steps per m (paper: 2000)
     batch_size: int = 20  # paper: 20
     lr: float = 5e-4  # paper: 5e-4
     check_every: int = 0  # convergence stop (0: off)
@@ -90,6 +91,15 @@ class ScoreConfig:
     reference_samples: int = 64
     # Score a shapes query the detector could not read in full (method/query_reading.py) anyway.
     force: bool = False
+    # The old spelling of inversion_steps: still taken for one release, with a warning.
+    steps: int | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.steps is not None:
+            warnings.warn(
+                "ScoreConfig(steps=...) is deprecated and will be removed; use inversion_steps", FutureWarning, 3
+            )
+            self.inversion_steps, self.steps = self.steps, None
 
     def resolve(self, domain: Domain) -> ScoreConfig:
         """A copy with every "the domain's" / default setting filled in for ``domain``."""
@@ -109,8 +119,8 @@ class ScoreConfig:
     def validate(self) -> ScoreConfig:
         if self.max_tokens < 1:
             raise OriginalityError(f"M (max tokens) must be >= 1, got {self.max_tokens}")
-        if self.samples < 1 or self.steps < 1 or self.batch_size < 1:
-            raise OriginalityError("samples, steps and batch size must be >= 1")
+        if self.samples < 1 or self.inversion_steps < 1 or self.batch_size < 1:
+            raise OriginalityError("samples, inversion steps and batch size must be >= 1")
         if self.shift_views < 0 or self.phrase_length < 0:
             raise OriginalityError("shift views and phrase length must be >= 0")
         if self.inference_steps is not None and self.inference_steps < 1:
@@ -154,7 +164,11 @@ THRESHOLDS: dict[str, dict[str, float]] = {
 
 def saved_config(saved: dict[str, Any]) -> dict[str, Any]:
     """A ScoreConfig saved as a dict, with each setting added since then at its default: a run
-    saved before a setting existed ran with the default, which keeps the behaviour it had."""
+    saved before a setting existed ran with the default, which keeps the behaviour it had. A
+    config saved when inversion steps were called ``steps`` reads as the same config."""
+    saved = dict(saved)
+    if "inversion_steps" not in saved and saved.get("steps") is not None:
+        saved["inversion_steps"], saved["steps"] = saved["steps"], None
     return {**{f.name: f.default for f in dataclasses.fields(ScoreConfig)}, **saved}
 
 
@@ -169,7 +183,7 @@ def score_preset(name: str, **overrides: Any) -> ScoreConfig:
         # exactly; a pass at half the exact share that true captions of common pairs reach.
         "quick": ScoreConfig(
             preset="quick",
-            steps=300,
+            inversion_steps=300,
             batch_size=8,
             lr=5e-3,
             norm_cap=1.27,
@@ -377,7 +391,7 @@ def invert_and_reconstruct(
     """One token count: learn m tokens for ``image`` (warm-started from ``start`` when given),
     then draw the N reconstructions."""
     settings = InversionSettings(
-        steps=config.steps,
+        steps=config.inversion_steps,
         batch_size=config.batch_size,
         lr=config.lr,
         templates=domain.templates,
