@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from originality import runs
-from originality.detection.detector import ElementDetector
+from originality.detection.detector import ElementDetector, detector_identity
 from originality.domains import load_domain
 from originality.errors import OriginalityError
 from originality.experiments.cached import cached_model
@@ -185,7 +185,8 @@ def table(summary: dict[str, Any]) -> str:
 
 
 def identity(config: FixedLocationConfig) -> dict[str, Any]:
-    return {"reference": model_identity(config.reference)}
+    given = {} if config.fixed_model is None else {"fixed_model": model_identity(config.fixed_model)}
+    return {"reference": model_identity(config.reference), "detector": detector_identity(), **given}
 
 
 EXPERIMENT = Experiment(
