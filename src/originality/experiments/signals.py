@@ -42,7 +42,14 @@ from originality.method.signals import REGISTRY, SignalConfig, query_latents, re
 from originality.models.pipeline import load_pipeline, model_identity
 from originality.report.signals import signals_plots, signals_report
 from originality.shapes.captions import colour_count
-from originality.shapes.queries import CONTROLS, PAIRS, pair_frequencies, render_pair, save_queries
+from originality.shapes.queries import (
+    CONTROLS,
+    PAIRS,
+    exact_pair_frequencies,
+    pair_frequencies,
+    render_pair,
+    save_queries,
+)
 from originality.shapes.specs import originality_mix
 from originality.stats import auroc, rho, spearman
 
@@ -376,6 +383,7 @@ def summarise_values(
     """Every signal's rho, AUROCs, controls, dose-response and group means (the module's docstring)."""
     weights = {k: np.asarray(v) for k, v in weights.items()}
     frequency = pair_frequencies(originality_mix(), {g: PAIRS[g] for g in config.groups})
+    exact = exact_pair_frequencies(originality_mix(), {g: PAIRS[g] for g in config.groups})
     group_of = {r["image"]: r["group"] for r in rows}
     colours = {r["image"]: colour_count(r["caption"]) for r in rows}
     per_seed = {
@@ -398,6 +406,7 @@ def summarise_values(
     for name in names:
         values = {image: v[name] for image, v in first.items() if name in v}
         entry = _evaluate(values, group_of, frequency, rng, config.bootstrap)
+        entry["dose_response_rho_exact"] = _rho(values, group_of, exact)
         entry["seeds"] = [
             _rho(
                 {i: v[name] for i, v in per_seed[str(s)].items() if name in v and group_of[i] in MAIN},
@@ -418,6 +427,8 @@ def summarise_values(
         "signals": signals,
         "values": [(image, group_of[image], v) for image, v in first.items()],
         "frequencies": frequency,
+        # the query's own unit (exactly its two elements' shapes, nothing else), beside the "contains" rate
+        "frequencies_exact": exact,
         "queries": {g: sum(group_of[r["image"]] == g for r in records) for g in config.groups},
         "settings": config.to_dict(),
     }

@@ -79,6 +79,32 @@ def pair_frequencies(
     return out
 
 
+def exact_pair_frequencies(spec: DatasetSpec, pairs: dict[str, tuple[str, ...]]) -> dict[str, float]:
+    """The share of ``spec``'s images that hold exactly two elements whose shapes are each pair's (a
+    query's own unit), computed rather than drawn, so that pairs equal by symmetry tie exactly.
+
+    Component images count when they hold exactly the pair; a rest image holds two elements with
+    probability 1 / max_elements, the first drawn from the allowed elements, the second from them
+    too, or only from the unrestricted ones when the first is restricted (``at_most_one_of``)."""
+    allowed = spec.allowed
+    restricted = set(spec.at_most_one_of)
+    free = [e for e in allowed if e.shape not in restricted]
+
+    def share(shape: str, pool) -> float:
+        return sum(e.shape == shape for e in pool) / len(pool) if pool else 0.0
+
+    out = {}
+    for name, pair in pairs.items():
+        a, b = pair
+        exact = sum(c.fraction for c in spec.components if sorted(c.shapes) == sorted(pair))
+        two = 0.0
+        for first, second in {(a, b), (b, a)}:
+            pool = free if first in restricted else allowed
+            two += share(first, allowed) * share(second, pool)
+        out[name] = exact + spec.rest_fraction * two / spec.max_elements
+    return out
+
+
 def save_queries(
     out: Path, queries: Iterable[tuple[str, str, Image.Image, str]], subfolder: str = "queries"
 ) -> list[dict[str, str]]:
