@@ -340,6 +340,8 @@ def _score(args: argparse.Namespace) -> int:
         if len(records) == 1 and unread:  # one image and no verdict: the exit status says so
             raise OriginalityError(f"{unread[0]['image']} is unreadable: {unread[0]['reason']} (--force scores it)")
         failed = failures(records)
+        if failed and Path(args.input).is_file() and Path(args.input).suffix.lower() != ".csv":
+            raise OriginalityError(failed[0]["reason"])  # one image, not a batch: a usage error's one line
         if failed:
             print(
                 f"error: {len(failed)} of {len(records)} inputs failed (status 'error' in results.jsonl; "

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+import originality.method.familiarity as familiarity_module
 from originality.batch import score_all
 from originality.cli import main
 from originality.errors import OriginalityError
@@ -58,7 +59,8 @@ def test_a_damaged_calibration_is_refused(tmp_path, damage, message):
 
 
 @pytest.fixture
-def calibrated_model(tiny_model, tmp_path):
+def calibrated_model(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(familiarity_module, "THRESHOLD", math.inf)  # every query typical: the verdict is given
     model = tmp_path / "model"
     shutil.copytree(tiny_model, model)
     (model / CALIBRATION).write_text(json.dumps(calibration()))
@@ -73,7 +75,7 @@ def drawn(path):
 
 
 def test_a_calibrated_model_says_how_common_the_query_is(calibrated_model, tmp_path):
-    config = score_preset("quick", signals="fast", reference_samples=2, inference_steps=2)
+    config = score_preset("quick", signals="fast", reference_samples=2, inference_steps=2, force=True)
     (record,) = score_all(drawn(tmp_path / "a.png"), load_pipeline(calibrated_model), config, tmp_path / "o",
                           progress=False)  # fmt: skip
     value = record["signals"]["unconditional_loss"]
@@ -97,7 +99,7 @@ def test_no_verdict_where_the_measure_was_read_otherwise(calibrated_model, tmp_p
 
 def test_a_background_model_adds_the_likelihood_ratio_and_another_vae_is_refused(tiny_model, tmp_path, capsys):
     drawn(tmp_path / "q.png")
-    argv = ["score", str(tmp_path / "q.png"), "--model", str(tiny_model), "--signals", "fast", "--quiet",
+    argv = ["score", str(tmp_path / "q.png"), "--model", str(tiny_model), "--signals", "fast", "--quiet", "--force",
             "--reference-samples", "2", "--inference-steps", "2"]  # fmt: skip
     assert main([*argv, "--out", str(tmp_path / "o"), "--background-model", str(tiny_model)]) == 0
     record = json.loads((tmp_path / "o" / "results.jsonl").read_text())

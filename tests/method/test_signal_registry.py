@@ -5,11 +5,8 @@ import json
 import pytest
 from PIL import Image, ImageDraw
 
-import originality.experiments.signals as experiment
-import originality.report.html as html
 from originality.batch import score_all
 from originality.experiments.signals import MAIN, SignalsConfig, run_signals
-from originality.method import signals as signals_module
 from originality.method.search import score_preset
 from originality.method.signals import REGISTRY, Signal, SignalConfig, register
 from originality.models import load_pipeline
@@ -26,10 +23,7 @@ TOY = Signal(
 
 @pytest.fixture
 def toy(monkeypatch):
-    monkeypatch.setattr(signals_module, "REGISTRY", dict(REGISTRY))  # the test's addition goes with it
-    monkeypatch.setattr(experiment, "REGISTRY", signals_module.REGISTRY)
-    monkeypatch.setattr(html, "REGISTRY", signals_module.REGISTRY)
-    register(TOY)
+    monkeypatch.setitem(REGISTRY, TOY.name, TOY)  # added in one place, and gone after the test
     return TOY.name
 
 
@@ -37,7 +31,7 @@ def test_a_toy_signal_reaches_result_json_the_reference_and_the_report(toy, tiny
     image = Image.new("RGB", (32, 32), "white")
     ImageDraw.Draw(image).ellipse((6, 6, 20, 20), fill="red")
     image.save(tmp_path / "a.png")
-    config = score_preset("quick", signals="fast", reference_samples=2, inference_steps=2)
+    config = score_preset("quick", signals="fast", reference_samples=2, inference_steps=2, force=True)
     (record,) = score_all(tmp_path / "a.png", load_pipeline(tiny_model), config, tmp_path / "out", progress=False)
     assert record["signals"][toy] == pytest.approx(2 * record["signals"]["unconditional_loss"], rel=1e-5)
     assert toy in record["percentiles"]
@@ -51,12 +45,10 @@ def test_a_toy_signal_reaches_result_json_the_reference_and_the_report(toy, tiny
 def test_a_reference_cached_before_a_signal_existed_is_drawn_again(tiny_model, tmp_path, monkeypatch):
     image = Image.new("RGB", (32, 32), "white")
     image.save(tmp_path / "a.png")
-    config = score_preset("quick", signals="fast", reference_samples=2, inference_steps=2)
+    config = score_preset("quick", signals="fast", reference_samples=2, inference_steps=2, force=True)
     pipeline = load_pipeline(tiny_model)
     score_all(tmp_path / "a.png", pipeline, config, tmp_path / "out", progress=False)
-    monkeypatch.setattr(signals_module, "REGISTRY", dict(REGISTRY))
-    monkeypatch.setattr(html, "REGISTRY", signals_module.REGISTRY)
-    register(TOY)
+    monkeypatch.setitem(REGISTRY, TOY.name, TOY)
     image.save(tmp_path / "b.png")  # the same run, one more image: its cached reference lacks the toy
     records = score_all(tmp_path / "b.png", pipeline, config, tmp_path / "out", progress=False)
     record = next(r for r in records if r["image"] == "b.png")
