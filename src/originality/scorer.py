@@ -42,7 +42,6 @@ from originality.method.search import (
     score,
 )
 from originality.method.signals import REGISTRY
-from originality.method.typicality import canonical_rerender
 from originality.report.grids import image_grid
 from originality.report.html import score_report
 from originality.shapes.captions import caption, parse_caption
@@ -168,17 +167,6 @@ class Scorer:
             reader = self.signal_reader()
             read = None if reading is None else (self.reading_caption(reading) or "")  # "": read, nothing found
             familiarity = reader(image, the_domain, prompt=prompt, reading=read)
-            atypical = not familiarity.get("typicality", {}).get("typical", True)
-            if atypical and reading is not None and reading.readable:
-                # Drawn unlike the model's images: read the concept on the renderer's drawing of the reading.
-                as_drawn = familiarity
-                canonical = canonical_rerender(reading, image.width)
-                familiarity = reader(canonical, the_domain, prompt=prompt, reading=read)
-                familiarity["read_on"] = "canonical re-render of the reading"
-                familiarity["as_drawn"] = {
-                    k: as_drawn[k] for k in ("signals", "percentiles", "typicality") if k in as_drawn
-                }
-                familiarity["typicality"] = as_drawn["typicality"]
             if self.background is not None:
                 familiarity["signals"]["likelihood_ratio"] = likelihood_ratio(
                     self.pipeline, self.background, image, reader.config
@@ -222,8 +210,6 @@ class Scorer:
         cal = self.calibration
         if cal is None or (cal.grid is not None and cal.grid != familiarity["grid"]):
             return None
-        if not familiarity.get("typicality", {}).get("typical", True):
-            return None  # drawn unlike the model's images: the measure reads the drawing, not the concept
         signal = REGISTRY.get(cal.measure)
         if signal is not None and signal.needs == "prompt" and familiarity["prompt_source"] != "reading":
             return None

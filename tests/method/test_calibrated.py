@@ -8,7 +8,6 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-import originality.method.familiarity as familiarity_module
 from originality.batch import score_all
 from originality.cli import main
 from originality.errors import OriginalityError
@@ -59,8 +58,7 @@ def test_a_damaged_calibration_is_refused(tmp_path, damage, message):
 
 
 @pytest.fixture
-def calibrated_model(tiny_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(familiarity_module, "THRESHOLD", math.inf)  # every query typical: the verdict is given
+def calibrated_model(tiny_model, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(tiny_model, model)
     (model / CALIBRATION).write_text(json.dumps(calibration()))

@@ -48,7 +48,6 @@ from originality.method.signals import (
     signal_grid,
     signal_names,
 )
-from originality.method.typicality import THRESHOLD, typicality
 from originality.models.pipeline import generate
 from originality.runs import read_json, write_json
 from originality.shapes.captions import caption
@@ -284,10 +283,6 @@ def familiarity(
             "read": reference.sources.count("reading"),
             "used": reference.used(signals, source),  # the samples each percentile was read among
         }
-        means = reference.timestep_means.get("unconditional")
-        if means and len(means) == grid.size:
-            value = typicality(raw["unconditional"][0], means, grid.timesteps)
-            out["typicality"] = {"value": value, "threshold": THRESHOLD, "typical": value <= THRESHOLD}
     return out
 
 

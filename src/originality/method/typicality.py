@@ -1,14 +1,16 @@
-"""Is the query drawn like the model's own images? A low-level typicality check, and a way around it.
+"""Is the query drawn like the model's own images? A low-level typicality statistic, and a way around.
 
 On a model trained on rendered shapes, the familiarity signals read *how* an image is drawn before
 *what* it shows: a common pair drawn with PIL (hard edges, other sides, pure colours) reads less
-familiar than a rendered pair the model never saw. Before a signal is taken as a statement about
-the concept, the query's fine detail is compared with the model's own samples: the unconditional
-loss at low noise (t <= :data:`LOW_T`, where only edges and texture are left to predict), over the
-same for the signal reference's samples. About 1 is typical; far above, the query is drawn
-unlike anything the model draws. On shapes, such a query's signals can be read on a
-:func:`canonical_rerender` of its reading instead: the renderer draws the elements the detector read,
-where it read them.
+familiar than a rendered pair the model never saw. :func:`typicality` compares the query's fine
+detail with the model's own samples: the unconditional loss at low noise (t <= :data:`LOW_T`,
+where only edges and texture are left to predict) over the same for the signal reference's
+samples; about 1 is typical. :func:`canonical_rerender` draws, with the renderer, the elements the
+detector read where it read them.
+
+Not a check of the scorer: measured on the shipped model (``results/typicality``), no threshold
+met the pre-registered bar (at most 1% of rendered queries flagged, at least 90% of drawn ones);
+the re-render does bring a drawn query's guidance gap back near the rendered queries'.
 """
 
 from __future__ import annotations
@@ -24,9 +26,6 @@ from originality.shapes.captions import parse_caption
 from originality.shapes.rendering import render, sample_layout
 
 LOW_T = 200  # the low-noise end of the grid: fine detail, not composition
-# Above this, a query is drawn unlike the model's own samples: the 99th percentile of 200 rendered
-# queries on the shipped model (research/probe_typicality.py; results/typicality/README.md).
-THRESHOLD = 1.0
 
 
 def typicality(unconditional: torch.Tensor, reference_means: Sequence[float], timesteps: torch.Tensor) -> float:

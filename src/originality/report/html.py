@@ -90,17 +90,6 @@ def familiarity_section(familiarity: dict[str, Any] | None) -> str:
         if learned
         else ""
     )
-    typical = familiarity.get("typicality")
-    if typical and not typical["typical"]:
-        where = (
-            "the signals below are read on the renderer's drawing of what the detector read"
-            if familiarity.get("read_on")
-            else "its signals read how it is drawn more than what it shows"
-        )
-        sentence = (
-            f"<p><b>Drawn unlike the model's own images</b> (fine-detail typicality {typical['value']:.2f}, above "
-            f"{typical['threshold']:.2f}): {where}.</p>" + sentence
-        )
     calibrated = familiarity.get("calibrated")
     if calibrated:
         sentence = f"<p><b>In training frequency: {e(calibrated['statement'])}</b> ({e(calibrated['measure'])}, " + (
