@@ -54,7 +54,7 @@ def test_the_experiment_reads_every_pair_on_two_seeds_and_writes_a_calibration(t
     model = tmp_path / "model"  # a copy: the calibration is written into the model's folder
     shutil.copytree(tiny_model, model)
     config = ladder.EXPERIMENT.config(
-        "quick", model=str(model), background_model=str(model), data=str(ladder_data), bootstrap=20
+        "quick", model=str(model), background_model=str(model), data=str(ladder_data), bootstrap=20, timesteps=4
     )
     summary = run_experiment(ladder.EXPERIMENT, tmp_path / "run", config, progress=False)
     records = runs.read_jsonl(tmp_path / "run" / ladder.READINGS)
