@@ -21,7 +21,7 @@ SMALL_COPIES = (1, 2, 3, 4, 6)
 @pytest.fixture(scope="module")
 def ladder_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("ladder-data")
-    return make_dataset(frequency_ladder(SMALL_COPIES), 20_000, root / "data", size=32, seed=1, progress=False)
+    return make_dataset(frequency_ladder(SMALL_COPIES), 12_000, root / "data", size=32, seed=1, progress=False)
 
 
 def pixels(data: bytes) -> np.ndarray:

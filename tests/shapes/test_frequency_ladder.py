@@ -12,7 +12,8 @@ from originality.shapes.specs import DatasetSpec, frequency_background, frequenc
 from originality.shapes.statistics import check_statistics, compute_statistics, dataset_report, pair_key
 from originality.shapes.vocabulary import COLOURS, SHAPES
 
-SMALL_COPIES = (1, 2, 3, 4, 6)  # the duplication ladder at a size a 20K-image test holds
+SMALL_COPIES = (1, 2, 3, 4, 6)  # the duplication ladder at a size a 12K-image test holds
+N = 12_000
 
 
 def test_levels_are_log_spaced_with_exactly_one_and_a_tenth_percent_and_never():
@@ -53,7 +54,7 @@ def test_copied_pairs_lie_outside_the_ladder():
 @pytest.fixture(scope="module")
 def ladder_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("ladder")
-    return make_dataset(frequency_ladder(SMALL_COPIES), 20_000, root / "ladder", seed=2, progress=False)
+    return make_dataset(frequency_ladder(SMALL_COPIES), N, root / "ladder", seed=2, progress=False)
 
 
 def test_the_ladder_dataset_holds_every_rate_exactly(ladder_data):
@@ -62,12 +63,12 @@ def test_the_ladder_dataset_holds_every_rate_exactly(ladder_data):
     exact = report["statistics"]["exact_pairs"]
     for rate, pairs in zip(fl.LEVELS, fl.ladder_pairs(), strict=True):
         for pair in pairs:
-            assert exact.get(pair_key(list(pair)), 0.0) == round(rate * 20_000) / 20_000
+            assert exact.get(pair_key(list(pair)), 0.0) == round(rate * N) / N
     for k, pairs in zip(SMALL_COPIES, fl.copied_pairs(), strict=True):
-        assert all(exact[pair_key(list(p))] == k / 20_000 for p in pairs)
-    counts = frequency_ladder(SMALL_COPIES).plan_counts(20_000)
+        assert all(exact[pair_key(list(p))] == k / N for p in pairs)
+    counts = frequency_ladder(SMALL_COPIES).plan_counts(N)
     shares = {0: counts["empty"], 1: sum(counts["filler"].values()), 2: sum(counts["planned"])}
-    assert report["statistics"]["element_counts"] == {k: v / 20_000 for k, v in shares.items()}
+    assert report["statistics"]["element_counts"] == {k: v / N for k, v in shares.items()}
     per_element = Counter(
         e["shape"] + e["colour"] for r in read_table(ladder_data, ["elements"]).to_pylist() for e in r["elements"]
     )
@@ -98,15 +99,15 @@ def test_the_checks_catch_a_count_off_by_one(ladder_data):
 
 
 def test_the_background_holds_every_pair_at_one_share_and_no_copies(tmp_path):
-    out = make_dataset(frequency_background(SMALL_COPIES), 20_000, tmp_path / "bg", seed=2, progress=False)
+    out = make_dataset(frequency_background(SMALL_COPIES), N, tmp_path / "bg", seed=2, progress=False)
     report = dataset_report(out)
     assert report["ok"], [c for c in report["checks"] if not c["ok"]]
     exact = report["statistics"]["exact_pairs"]
     ladder = [pair_key(list(p)) for pairs in fl.ladder_pairs() for p in pairs]
-    assert {exact[k] for k in ladder} == {round(fl.PAIRS_PER_LEVEL * sum(fl.LEVELS) / 45 * 20_000) / 20_000}
+    assert {exact[k] for k in ladder} == {round(fl.PAIRS_PER_LEVEL * sum(fl.LEVELS) / 45 * N) / N}
     # The pair images fill the same share as in the ladder mix (to rounding).
-    ladder_share = sum(round(r * 20_000) for r in fl.LEVELS) * fl.PAIRS_PER_LEVEL
-    assert abs(sum(exact[k] for k in ladder) * 20_000 - ladder_share) <= 45
+    ladder_share = sum(round(r * N) for r in fl.LEVELS) * fl.PAIRS_PER_LEVEL
+    assert abs(sum(exact[k] for k in ladder) * N - ladder_share) <= 45
     fresh = [
         r["image"]["bytes"] for r in read_table(out, ["image", "component"]).to_pylist() if r["component"] == "fresh x6"
     ]
