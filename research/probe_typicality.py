@@ -36,7 +36,7 @@ from originality.domains import load_domain
 from originality.method.familiarity import build_reference, reading_prompt
 from originality.method.query_reading import read_shapes_query
 from originality.method.signals import SignalConfig, query_latents, readings, signal_grid
-from originality.method.typicality import LOW_T, canonical_rerender
+from originality.method.typicality import LOW_T, canonical_rerender, typicality
 from originality.models.pipeline import load_pipeline, model_identity
 from originality.runs import save_image, write_json
 from originality.shapes.captions import caption, parse_caption
@@ -81,15 +81,14 @@ def drawn(rng: np.random.Generator, size: int = 64) -> Image.Image:
 
 def statistics(pipeline, images, prompts, grid, reference_means) -> list[dict[str, float]]:
     raw = readings(pipeline, query_latents(pipeline, images), prompts, grid)
-    low = grid.timesteps <= LOW_T
-    ref = torch.tensor(reference_means["unconditional"])
+    ref = reference_means["unconditional"]
     out = []
     for i in range(len(images)):
-        ratio = raw["unconditional"][i] / ref
+        loss = raw["unconditional"][i]
         out.append(
             {
-                "low_t": float(ratio[low].mean()),
-                "all_t": float(ratio.mean()),
+                "low_t": typicality(loss, ref, grid.timesteps),
+                "all_t": float((loss / torch.tensor(ref)).mean()),
                 "guidance_gap": float(raw["gap"][i].mean()),
             }
         )

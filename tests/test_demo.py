@@ -36,21 +36,18 @@ def test_demo_folder_resumes_restarts_or_refuses(tmp_path):
     assert (tmp_path / "mine" / "notes.txt").is_file()
 
 
-def test_demo_scores_the_examples_prints_a_table_and_writes_the_report(tiny_model, tmp_path, capsys):
-    from originality.demo import run_demo
+def tiny_config():
+    """The quick preset at a tiny model's size: seconds, not minutes."""
     from originality.method.search import score_preset
 
-    config = score_preset(
-        "quick",
-        inversion_steps=2,
-        batch_size=2,
-        samples=2,
-        inference_steps=2,
-        max_tokens=1,
-        distance="ssim",
-        check=None,
-        reference_samples=2,
-    )
+    small = dict(inversion_steps=2, batch_size=2, samples=2, inference_steps=2, max_tokens=1, reference_samples=2)
+    return score_preset("quick", **small, distance="ssim", check=None)
+
+
+def test_demo_scores_the_examples_prints_a_table_and_writes_the_report(tiny_model, tmp_path, capsys):
+    from originality.demo import run_demo
+
+    config = tiny_config()
     records = run_demo(tmp_path / "demo", model=tiny_model, config=config, progress=False)
     assert [r["image"] for r in records] == ["common.png", "rare.png", "unseen.png"]
     printed = capsys.readouterr().out
@@ -61,19 +58,8 @@ def test_demo_scores_the_examples_prints_a_table_and_writes_the_report(tiny_mode
 def test_a_demo_folder_from_another_detector_starts_again(tiny_model, tmp_path, monkeypatch):
     import originality.batch as batch
     import originality.demo as demo
-    from originality.method.search import score_preset
 
-    config = score_preset(
-        "quick",
-        inversion_steps=2,
-        batch_size=2,
-        samples=2,
-        inference_steps=2,
-        max_tokens=1,
-        distance="ssim",
-        check=None,
-        reference_samples=2,
-    )
+    config = tiny_config()
     demo.run_demo(tmp_path / "demo", model=tiny_model, config=config, progress=False)
     (tmp_path / "demo" / "scores" / "left-by-the-first-run").write_text("x")
     # a new detector shipped: its scores folder would be refused

@@ -57,7 +57,7 @@ from originality.models.pipeline import check_same_latent_space, load_pipeline, 
 from originality.report.plots import ladder_plot
 from originality.scorer import Scorer
 from originality.shapes.captions import caption, parse_caption
-from originality.shapes.dataset import read_info, render_example
+from originality.shapes.dataset import dataset_identity, read_info, render_example
 from originality.shapes.rendering import render, sample_layout
 from originality.shapes.specs import DatasetSpec
 from originality.stats import auroc, bootstrap_interval, rho, slope
@@ -482,12 +482,11 @@ def _f(value: float | None) -> str:
 
 
 def identity(config: LadderConfig) -> dict[str, Any]:
-    info = read_info(config.data)
     return {
         "model": model_identity(config.model),
         "background_model": model_identity(config.background_model) if config.background_model else None,
         "detector": detector_identity(),
-        "dataset": {"spec": info["spec"]["name"], "n": info["n"], "seed": info["seed"]},
+        "dataset": dataset_identity(config.data),
     }
 
 

@@ -39,7 +39,7 @@ from originality.errors import OriginalityError
 from originality.experiments.runner import Experiment
 from originality.models.pipeline import generate, load_pipeline, model_identity
 from originality.report.plots import rates_plot
-from originality.shapes.dataset import read_info, read_table
+from originality.shapes.dataset import dataset_identity, read_info, read_table
 from originality.shapes.statistics import pair_key
 from originality.stats import spearman
 
@@ -285,11 +285,10 @@ def table(summary: dict[str, Any]) -> str:
 
 
 def identity(config: PositiveControlConfig) -> dict[str, Any]:
-    info = read_info(config.data)
     return {
         "model": model_identity(config.model),
         "detector": detector_identity(),
-        "dataset": {"spec": info["spec"]["name"], "n": info["n"], "seed": info["seed"]},
+        "dataset": dataset_identity(config.data),
     }
 
 

@@ -269,6 +269,12 @@ def read_info(path: str | Path) -> dict[str, Any]:
     return info
 
 
+def dataset_identity(path: str | Path) -> dict[str, Any]:
+    """What a run records of a training dataset: its spec's name, its size and its seed."""
+    info = read_info(path)
+    return {"spec": info["spec"]["name"], "n": info["n"], "seed": info["seed"]}
+
+
 def shard_paths(path: str | Path) -> list[Path]:
     shards = sorted((Path(path) / "data").glob("train-*.parquet"))
     if not shards:
