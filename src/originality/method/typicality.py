@@ -36,6 +36,15 @@ def typicality(unconditional: torch.Tensor, reference_means: Sequence[float], ti
     return float(ratio[low].mean())
 
 
+def rerender_typicality(query_loss: torch.Tensor, rerender_loss: torch.Tensor, timesteps: torch.Tensor) -> float:
+    """The query's unconditional loss at t <= LOW_T over its canonical re-render's, per timestep on
+    the same noise, then averaged: about 1 when the query is drawn as the renderer draws what it
+    shows, above 1 when its fine detail (edges, shades, sizes) is foreign to the model. The query
+    is its own reference: no sample of the model's enters."""
+    low = timesteps <= LOW_T
+    return float((query_loss.float() / rerender_loss.float())[low].mean())
+
+
 def canonical_rerender(reading: QueryReading, size: int) -> Image.Image:
     """The elements a shapes query was read as, drawn by the renderer at the centres where they were
     read (the renderer's own sizes, colours and anti-aliasing)."""
