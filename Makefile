@@ -27,7 +27,8 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 
-# The quick benchmarks (minutes on a CPU); bench_end_to_end.py and paper_score_one.py run for hours.
+# The quick benchmarks (minutes on a CPU). bench_end_to_end.py runs for an hour; paper_score_one.py
+# --random-weights (Stable Diffusion at 512 px) for about 20 minutes: results/benchmarks/README.md.
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_data.py
 	$(BIN)/python benchmarks/bench_detector.py

@@ -33,7 +33,12 @@ from PIL import Image  # noqa: E402
 from originality.detection.detector import ElementDetector, detector_identity  # noqa: E402
 from originality.method.query_reading import read_shapes_query  # noqa: E402
 from originality.method.signals import SignalConfig, query_latents, readings, signal_grid  # noqa: E402
-from originality.method.typicality import LOW_T, canonical_rerender, rerender_typicality  # noqa: E402
+from originality.method.typicality import (  # noqa: E402
+    CHECK_FILE,
+    LOW_T,
+    canonical_rerender,
+    rerender_typicality,
+)
 from originality.models.pipeline import load_pipeline, model_identity  # noqa: E402
 from originality.runs import save_image, write_json  # noqa: E402
 from probe_typicality import drawn, rendered  # noqa: E402
@@ -122,6 +127,11 @@ def main() -> None:
             "medians": {k: float(np.median([x[stat] for x in v])) for k, v in read.items()},
         }
     summary["seconds"] = time.perf_counter() - started
+    # The check as a model folder carries it (method/typicality.py), whether or not it passed.
+    check = {"statistic": "rerender_low_t", "threshold": thresholds["rerender_low_t"], "grid": GRID.to_dict()}
+    check["source"] = f"research/probe_typicality_rerender.py, seed {args.seed}: the fit set's largest value"
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / CHECK_FILE, check)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "summary.json", summary)
     write_json(args.out / "values.json", values)

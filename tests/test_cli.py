@@ -171,7 +171,7 @@ def test_experiment_bad_inputs_are_one_line_errors(tmp_path):
         (exp + ["--queries", "0", "--out", str(tmp_path / "o")], "--queries must be >= 1"),
         (exp + ["--model", str(tmp_path / "taken"), "--out", str(tmp_path / "o")], "not a diffusers pipeline folder"),
         (exp + ["--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o")], "model folder not found"),
-        (exp + ["--out", str(tmp_path / "taken")], "not an experiment to resume"),
+        (exp + ["--out", str(tmp_path / "taken")], "not a min-tokens run to resume"),
         (exp + ["--detector-threshold", "2", "--out", str(tmp_path / "o")], "detector threshold"),
     ]
     for args, message in cases:

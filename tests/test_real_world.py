@@ -230,3 +230,14 @@ def test_cli_real_world_bad_inputs_are_one_line_errors(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
         assert not out.exists()  # nothing written
+
+
+def test_learned_tokens_that_would_be_cut_from_a_prompt_are_refused(tmp_path):
+    """The tiny tokenizer reads 16 positions: "a rendering of a {}" holds 2 learned tokens, not 5.
+    Before, the tokenizer silently cut the last ones off."""
+    pipeline = tiny_clip_pipeline(tmp_path / "pipe")
+    config = score_preset("quick", **{**TINY, "max_tokens": 5}, distance="ssim", check=None)
+    with pytest.raises(OriginalityError, match=r"5 learned tokens takes \d+ positions and the text encoder reads 16"):
+        score(house(), pipeline, config, load_domain("houses"))
+    two = score(house(), pipeline, score_preset("quick", **TINY, distance="ssim", check=None), load_domain("houses"))
+    assert [t.m for t in two.per_m][-1] <= 2

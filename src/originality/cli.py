@@ -252,8 +252,9 @@ def _detector_detect(args: argparse.Namespace) -> None:
         print(f"{path}: " + ("; ".join(f"{d.element} ({d.confidence:.2f})" for d in found) or "nothing"))
 
 
-def _score_config(args: argparse.Namespace, **forced):
-    """The ScoreConfig of a preset with the options a user gave on the command line."""
+def _score_config(args: argparse.Namespace, preset: str | None = None, **forced):
+    """The ScoreConfig of a preset (``preset``, else ``--preset``) with the options a user gave on
+    the command line."""
     from originality.method.search import score_preset
 
     overrides = {
@@ -282,9 +283,11 @@ def _score_config(args: argparse.Namespace, **forced):
         overrides["full_curve"] = True
     if getattr(args, "force", False):
         overrides["force"] = True
+    if getattr(args, "gradient_checkpointing", False):
+        overrides["gradient_checkpointing"] = True
     if args.no_check:
         overrides["check"] = None
-    return score_preset(args.preset, **{**overrides, **forced})
+    return score_preset(preset or args.preset, **{**overrides, **forced})
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -350,24 +353,6 @@ def _score(args: argparse.Namespace) -> int:
             )
             return FAILED_EXIT
     return 0
-
-
-def _experiment_min_tokens(args: argparse.Namespace) -> None:
-    from originality.experiments.min_tokens import MinTokensConfig, run_min_tokens
-
-    config = MinTokensConfig(queries=args.queries, query_seed=args.query_seed, score=_score_config(args))
-    summary = run_min_tokens(args.model, args.out, config, training=args.training_data, progress=not args.quiet)
-    if summary is None:  # not the first of several processes: that one reports
-        return
-    labels = summary["labels"]
-    print(f"{'group':8s} " + " ".join(f"{lab:>3s}" for lab in labels) + "  mean soft tokens")
-    for name, g in summary["groups"].items():
-        counts = " ".join(f"{g['histogram'][lab]:3d}" for lab in labels)
-        print(f"{name:8s} {counts}  {g['mean_soft_tokens']:.2f}")
-    rho = summary["spearman"]
-    if rho:
-        print(f"Spearman rho {rho['rho']:.3f} (p = {rho['p']:.2g}, n = {rho['n']})")
-    print(f"figures, summary.json and report.html in {args.out}")
 
 
 def _experiment_generalization(args: argparse.Namespace) -> None:
@@ -448,13 +433,16 @@ def _deprecated(parser: argparse.ArgumentParser, old: str, new: str, **kwargs) -
     parser.add_argument(old, dest=dest, action=_Deprecated, new=new, help=argparse.SUPPRESS, **kwargs)
 
 
-def _add_score_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        help="pipeline folder or hub id (default: the shipped shapes model; CompVis/stable-diffusion-v1-4 for "
-        "real-image domains)",
-    )
-    parser.add_argument("--preset", default="quick", help="quick (CPU) or paper")
+def _add_score_options(parser: argparse.ArgumentParser, *, shared: bool = True) -> None:
+    """The scoring options; ``shared=False`` leaves out those an experiment's own parser has
+    (``--model``, ``--preset``, ``--quiet``)."""
+    if shared:
+        parser.add_argument(
+            "--model",
+            help="pipeline folder or hub id (default: the shipped shapes model; CompVis/stable-diffusion-v1-4 for "
+            "real-image domains)",
+        )
+        parser.add_argument("--preset", default="quick", help="quick (CPU) or paper")
     parser.add_argument("--max-tokens", type=int, help="M, the largest token count tried (default 5)")
     parser.add_argument("--threshold", type=float, help="distance at or below which a reconstruction passes")
     parser.add_argument(
@@ -473,7 +461,13 @@ def _add_score_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector-threshold", type=float, help="detector confidence for the shapes distance")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--no-check", action="store_true", help="skip the in-distribution check")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="recompute the UNet's activations in the inversion's backward pass: less memory, ~1/3 more time",
+    )
+    if shared:
+        parser.add_argument("--quiet", action="store_true")
 
 
 def _add_registered_experiments(expsub) -> None:
@@ -495,6 +489,8 @@ def _add_registered_experiments(expsub) -> None:
             else:
                 shown = "" if default in (None, "") else f" (default {default})"
                 parser.add_argument(flag, type=kind, default=None, help=f"{text}{shown}")
+        if experiment.score_options:  # its config's ``score``: the options of ``score``
+            _add_score_options(parser, shared=False)
         parser.add_argument("--quiet", action="store_true")
         parser.set_defaults(func=_experiment_registered, experiment_object=experiment, option_names=names)
 
@@ -504,8 +500,12 @@ def _experiment_registered(args: argparse.Namespace) -> None:
 
     experiment = args.experiment_object
     overrides = {n: getattr(args, n) for n in args.option_names if getattr(args, n) is not None}
+    if experiment.score_options:
+        overrides["score"] = _score_config(args, preset=experiment.config(args.preset).score.preset)
     config = experiment.config(args.preset, **overrides)
     summary = run_experiment(experiment, args.out, config, progress=not args.quiet)
+    if summary is None:  # not the first of several processes: that one reports
+        return
     print(experiment.table(summary))
     print(f"wrote {Path(args.out) / 'summary.json'} and {Path(args.out) / 'report.html'}")
 
@@ -675,13 +675,6 @@ def build_parser(experiments: bool = True) -> argparse.ArgumentParser:
 
     exp = sub.add_parser("experiment", help="the paper's experiments")
     expsub = exp.add_subparsers(dest="experiment", required=True)
-    mt = expsub.add_parser("min-tokens", help="Fig. 5-6: minimum tokens for common, rare and unseen pairs")
-    mt.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
-    mt.add_argument("--queries", type=int, default=20, help="queries per group (default 20, as the paper)")
-    mt.add_argument("--query-seed", type=int, default=7_000_003)
-    mt.add_argument("--training-data", help="the model's training dataset: check that no query is one of its images")
-    _add_score_options(mt)
-    mt.set_defaults(func=_experiment_min_tokens)
     gen = expsub.add_parser("generalization", help="Fig. 3: generalization vs training diversity (trains models)")
     gen.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
     gen.add_argument(

@@ -41,7 +41,8 @@ from originality.method.search import (
     library_versions,
     score,
 )
-from originality.method.signals import REGISTRY
+from originality.method.signals import REGISTRY, SignalConfig
+from originality.method.typicality import TypicalityCheck
 from originality.report.grids import image_grid
 from originality.report.html import score_report
 from originality.shapes.captions import caption, parse_caption
@@ -64,13 +65,18 @@ class Scorer:
         distance: Distance | None = None,
         check: Check | None = None,
         background=None,
+        signal_config: SignalConfig | None = None,
         progress: bool = False,
     ):
         self.pipeline, self.config, self.progress = pipeline, config, progress
         # A second model on the same VAE: the likelihood ratio (``method/familiarity.py``).
         self.background = background
-        folder = Path(str(pipeline.config.get("_name_or_path", "")))
-        self.calibration = FrequencyCalibration.load(folder) if folder.is_dir() else None
+        self.signal_config = signal_config  # the signals' grid (None: SignalConfig's defaults)
+        # A pipeline built in memory has no folder: Path("") would be the working directory.
+        name = str(pipeline.config.get("_name_or_path") or "")
+        folder = name if name and Path(name).is_dir() else None
+        self.calibration = FrequencyCalibration.load(folder) if folder else None
+        self.typicality = TypicalityCheck.load(folder) if folder else None  # set on this model, if at all
         self.model = model or str(pipeline.config.get("_name_or_path", "unrecorded"))
         self.cache_dir = cache_dir
         self.distance, self.check = distance, check
@@ -129,6 +135,7 @@ class Scorer:
                 detector=self.detector,
                 detector_threshold=self.config.detector_threshold,
                 cache_dir=self.cache_dir,
+                config=self.signal_config,
                 progress=self.progress,
             )
         return self._signals
@@ -166,10 +173,14 @@ class Scorer:
         if config.signals != "none" and not skip:  # the optimisation-free part first: a fast run stops there
             reader = self.signal_reader()
             read = None if reading is None else (self.reading_caption(reading) or "")  # "": read, nothing found
-            familiarity = reader(image, the_domain, prompt=prompt, reading=read)
+            shown, typical = self.typical(image, reading)
+            familiarity = reader(shown, the_domain, prompt=prompt, reading=read)
+            if typical is not None:
+                familiarity["typicality"] = typical
+                familiarity["read_on"] = "canonical re-render" if typical["flagged"] else "query"
             if self.background is not None:
                 familiarity["signals"]["likelihood_ratio"] = likelihood_ratio(
-                    self.pipeline, self.background, image, reader.config
+                    self.pipeline, self.background, shown, reader.config
                 )
             familiarity["calibrated"] = self.calibrated(familiarity)
         if config.signals == "fast" or skip:
@@ -203,6 +214,15 @@ class Scorer:
             familiarity["seconds"]["learned_token_gap"] = gaps["seconds"]
             result.familiarity = familiarity
         return result
+
+    def typical(self, image: Image.Image, reading: QueryReading | None) -> tuple[Image.Image, dict[str, Any] | None]:
+        """The image the signals read, and the typicality verdict where the model carries a check and
+        the query was read in full: a query drawn unlike the model's training images is read on its
+        canonical re-render (its elements drawn by the renderer where they were read)."""
+        if self.typicality is None or reading is None or not reading.readable:
+            return image, None
+        verdict, again = self.typicality(self.pipeline, image, reading)
+        return (again if verdict["flagged"] else image), verdict
 
     def calibrated(self, familiarity: dict[str, Any]) -> dict[str, Any] | None:
         """The verdict in training frequency, where the model carries a calibration and the query's

@@ -1,18 +1,28 @@
+import dataclasses
 import json
 import shutil
 
 import pytest
 
+from originality import runs
 from originality.errors import OriginalityError
 from originality.experiments.min_tokens import (
+    EXPERIMENT,
     MinTokensConfig,
-    open_experiment,
-    run_min_tokens,
-    run_settings,
+    comparable,
+    identity,
     summarise,
     training_fractions,
 )
+from originality.experiments.runner import run_experiment
 from originality.method.search import score_preset
+
+
+def run_min_tokens(model, out, config, training=None):
+    """The experiment on the skeleton, as ``originality experiment min-tokens`` runs it."""
+    mine = dataclasses.replace(config, model=None if model is None else str(model))
+    mine = dataclasses.replace(mine, training_data=None if training is None else str(training))
+    return run_experiment(EXPERIMENT, out, mine)
 
 
 def test_summary_histogram_and_spearman_follow_the_counts(scored):
@@ -45,7 +55,7 @@ def test_experiment_writes_figures_and_resumes(tiny_model, tiny_data, tmp_path):
     )  # fmt: skip
     config = MinTokensConfig(queries=1, size=32, score=score)
     out = tmp_path / "exp"
-    summary = run_min_tokens(tiny_model, out, config, training=tiny_data, progress=False)
+    summary = run_min_tokens(tiny_model, out, config, training=tiny_data)
     for name in ("fig6.png", "curves.png", "threshold-sweep.png", "summary.json", "report.html", "queries.csv"):
         assert (out / name).is_file(), name
     assert sum(summary["groups"]["rare"]["histogram"].values()) == 1
@@ -53,7 +63,7 @@ def test_experiment_writes_figures_and_resumes(tiny_model, tiny_data, tmp_path):
     assert summary["training_images_compared"] > 0
     lines = (out / "scores" / "results.jsonl").read_text().splitlines()
     assert len(lines) == 3
-    again = run_min_tokens(tiny_model, out, config, training=tiny_data, progress=False)  # resumes: nothing rescored
+    again = run_min_tokens(tiny_model, out, config, training=tiny_data)  # resumes: nothing rescored
     assert (out / "scores" / "results.jsonl").read_text().splitlines() == lines
     assert again["groups"] == json.loads((out / "summary.json").read_text())["groups"]
     # The state worth committing is experiment.json and results.jsonl: a copy of those two resumes.
@@ -61,34 +71,34 @@ def test_experiment_writes_figures_and_resumes(tiny_model, tiny_data, tmp_path):
     (light / "scores").mkdir(parents=True)
     shutil.copy(out / "experiment.json", light)
     shutil.copy(out / "scores" / "results.jsonl", light / "scores")
-    restored = run_min_tokens(tiny_model, light, config, progress=False)
+    restored = run_min_tokens(tiny_model, light, config)
     assert (light / "scores" / "results.jsonl").read_text().splitlines() == lines  # nothing rescored
     assert restored["groups"] == again["groups"] and (light / "report.html").is_file()
     # the check verdicts travel in results.jsonl, so the sweep needs no result.json
     assert restored["threshold_sweep"]["queries"] == 3
     more = MinTokensConfig(queries=2, size=32, score=score)  # more queries extend the run
-    extended = run_min_tokens(tiny_model, out, more, training=tiny_data, progress=False)
+    extended = run_min_tokens(tiny_model, out, more, training=tiny_data)
     assert (out / "scores" / "results.jsonl").read_text().splitlines()[:3] == lines
     assert sum(g["queries"] for g in extended["groups"].values()) == 6
     other = MinTokensConfig(queries=2, size=32, query_seed=5, score=score)
     with pytest.raises(OriginalityError, match="other settings"):
-        run_min_tokens(tiny_model, out, other, progress=False)
+        run_min_tokens(tiny_model, out, other)
 
 
 def test_a_run_that_reads_samples_with_the_detector_records_which_detector(tiny_model, tmp_path):
     from originality.detection.detector import detector_identity
 
-    reading = MinTokensConfig(score=score_preset("quick")).validate()  # elements distance, positions check
-    settings = run_settings(tiny_model, reading)
+    reading = MinTokensConfig(model=str(tiny_model), score=score_preset("quick")).validate()  # reads elements
+    settings = {"config": {**reading.to_dict(), "queries": None}, **identity(reading)}
     assert settings["detector"] == detector_identity()
     blind = MinTokensConfig(score=score_preset("quick", distance="ssim", check=None, threshold=0.9)).validate()
-    assert "detector" not in run_settings(tiny_model, blind)
+    assert "detector" not in identity(blind)
     # A folder scored with another detector is not resumed: its scores are another detector's readings.
     out = tmp_path / "exp"
     out.mkdir()
     (out / "experiment.json").write_text(json.dumps({**settings, "detector": "0123456789ab"}))
     with pytest.raises(OriginalityError, match="other settings"):
-        run_min_tokens(tiny_model, out, reading, progress=False)
+        run_min_tokens(tiny_model, out, reading)
 
 
 def test_two_processes_share_the_queries(tiny_model, tmp_path, torchrun):
@@ -113,8 +123,8 @@ def test_bad_settings_are_refused(tmp_path):
         MinTokensConfig(groups=("common", "odd")).validate()
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "file.txt").write_text("mine")
-    with pytest.raises(OriginalityError, match="not an experiment"):
-        run_min_tokens(None, tmp_path / "x", MinTokensConfig(queries=1), progress=False)
+    with pytest.raises(OriginalityError, match="is not a min-tokens run to resume"):
+        run_min_tokens(None, tmp_path / "x", MinTokensConfig(queries=1))
     assert (tmp_path / "x" / "file.txt").read_text() == "mine"
 
 
@@ -137,15 +147,23 @@ def test_group_fractions_come_from_the_models_training_spec(tiny_model, tmp_path
 
 
 def test_a_run_saved_before_a_score_setting_existed_resumes_at_its_default(tmp_path):
-    config = MinTokensConfig(queries=1, score=score_preset("quick")).validate()
-    settings = run_settings(None, config)
-    old = json.loads(json.dumps(settings))
+    """A folder written before the skeleton (no ``experiment`` entry) or before a score setting
+    existed resumes; another value of that setting is refused."""
+
+    def settings(config):
+        config = config.validate()
+        return {"experiment": "min-tokens", "config": {**config.to_dict(), "queries": None}, **identity(config)}
+
+    def opens(wanted):
+        return runs.open_run(tmp_path, wanted, marker="experiment.json", compare=comparable, write=False)
+
+    wanted = settings(MinTokensConfig(queries=1, score=score_preset("quick")))
+    old = json.loads(json.dumps({k: v for k, v in wanted.items() if k != "experiment"}))
     del old["config"]["score"]["shift_views"]  # as written before the setting was added
     (tmp_path / "experiment.json").write_text(json.dumps(old))
-    assert open_experiment(tmp_path, settings, write=False) is True
-    changed = run_settings(None, MinTokensConfig(queries=1, score=score_preset("quick", shift_views=8)).validate())
+    assert opens(wanted) is True
     with pytest.raises(OriginalityError, match="other settings"):
-        open_experiment(tmp_path, changed, write=False)
+        opens(settings(MinTokensConfig(queries=1, score=score_preset("quick", shift_views=8))))
 
 
 def test_the_experiment_reads_its_models_training_fractions(tiny_model, tmp_path):
@@ -166,6 +184,6 @@ def test_the_experiment_reads_its_models_training_fractions(tiny_model, tmp_path
         distance="ssim",
         check=None,
     )
-    summary = run_min_tokens(model, tmp_path / "exp", MinTokensConfig(queries=1, size=32, score=score), progress=False)
+    summary = run_min_tokens(model, tmp_path / "exp", MinTokensConfig(queries=1, size=32, score=score))
     assert summary["groups"]["common"]["training_fraction"] == 0.5
     assert summary["groups"]["rare"]["training_fraction"] == 0.02

@@ -1,5 +1,6 @@
 """The experiment skeleton: a toy experiment in one file runs, resumes, refuses, and reaches the CLI."""
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 
 import pytest
@@ -84,3 +85,23 @@ def test_registered_experiments_reach_the_command_line(capsys):
         build_parser().parse_args(["experiment", "positive-control", "--help"])
     text = capsys.readouterr().out
     assert "--read" in text and "--detector-threshold" in text and "--preset {default,quick}" in text
+
+
+def test_a_fresh_folder_the_run_failed_in_is_not_left_behind(tmp_path):
+    """A bad model or input fails before anything is made: the folder (settings alone) goes, so that
+    the corrected command is not refused as "other settings"."""
+
+    def failing(out, config, progress):
+        if config.label == "bad":
+            raise OriginalityError("model folder not found: nowhere")
+        toy_run(out, config, progress)
+
+    toy = dataclasses.replace(TOY, run=failing)
+    with pytest.raises(OriginalityError, match="not found"):
+        run_experiment(toy, tmp_path / "run", toy.config(label="bad"), progress=False)
+    assert not (tmp_path / "run").exists()
+    assert run_experiment(toy, tmp_path / "run", toy.config(), progress=False)["total"] == 5
+    # A folder with work in it is kept whatever fails later.
+    with pytest.raises(OriginalityError, match="other settings"):
+        run_experiment(toy, tmp_path / "run", toy.config(label="bad"), progress=False)
+    assert (tmp_path / "run" / "rows.jsonl").is_file()

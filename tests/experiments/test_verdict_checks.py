@@ -10,6 +10,7 @@ from originality.experiments.verdict_checks import (
     CAPTIONS,
     caption_ceiling,
     read_samples,
+    sample_captions,
     shape_pair_verdict,
     threshold_sweep,
 )
@@ -55,7 +56,8 @@ def test_caption_ceiling_samples_each_query_once(scored, tiny_model, tmp_path, m
     records = [scored(r["image"], counts[r["group"]][int(r["image"][-1])], m_max=2) for r in rows]
     pipeline = load_pipeline(tiny_model)
     summary = summarise(records, rows, config)
-    caption_ceiling(summary, tmp_path, records[:4], rows, config.score, pipeline=pipeline, progress=False)
+    sample_captions(tmp_path, records[:4], rows, config.score, pipeline=pipeline, progress=False)
+    caption_ceiling(summary, tmp_path, records[:4], rows, config.score)
     lines = (tmp_path / CAPTIONS).read_text().splitlines()
     assert [json.loads(line)["image"] for line in lines] == [r["image"] for r in records[:4]]
     assert all(sum(json.loads(line)["kinds"].values()) == pytest.approx(1.0) for line in lines)
@@ -68,7 +70,10 @@ def test_caption_ceiling_samples_each_query_once(scored, tiny_model, tmp_path, m
 
     monkeypatch.setattr(verdict_checks, "generate", counting)
     summary = summarise(records, rows, config)
-    caption_ceiling(summary, tmp_path, records, rows, config.score, pipeline=pipeline, progress=False)
+    caption_ceiling(summary, tmp_path, records, rows, config.score)  # reads: samples nothing
+    assert not prompts and summary["groups"]["unseen"]["caption_kinds"] == {}  # not sampled yet: left out
+    sample_captions(tmp_path, records, rows, config.score, pipeline=pipeline, progress=False)
+    caption_ceiling(summary, tmp_path, records, rows, config.score)
     assert [t[0] for t in prompts] == [rows[4]["caption"], rows[5]["caption"]]  # only the new queries
     assert len((tmp_path / CAPTIONS).read_text().splitlines()) == 6
     assert set(summary["groups"]["unseen"]["caption_kinds"]) == {"exact", "swapped", "shapes", "miss"}

@@ -3,6 +3,8 @@
 import json
 import math
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +18,10 @@ from originality.method.search import score_preset
 from originality.method.signals import SignalConfig
 from originality.models import load_pipeline
 from originality.models.pipeline import save_pipeline
+from originality.scorer import Scorer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipelines import tiny_clip_pipeline  # noqa: E402
 
 
 def calibration(measure="unconditional_loss", grid=None, **extra) -> dict:
@@ -109,3 +115,12 @@ def test_a_background_model_adds_the_likelihood_ratio_and_another_vae_is_refused
     save_pipeline(other, tmp_path / "other-vae")
     assert main([*argv, "--out", str(tmp_path / "o2"), "--background-model", str(tmp_path / "other-vae")]) == 2
     assert "another VAE than the model" in capsys.readouterr().err
+
+
+def test_a_pipeline_built_in_memory_reads_no_calibration_from_the_working_directory(tmp_path, monkeypatch):
+    """Before, a pipeline without a folder read one from Path(""), the working directory."""
+    (tmp_path / CALIBRATION).write_text(json.dumps(calibration()))
+    monkeypatch.chdir(tmp_path)
+    pipeline = tiny_clip_pipeline(tmp_path / "pipe")
+    assert FrequencyCalibration.load(tmp_path) is not None  # a valid calibration lies there
+    assert Scorer(pipeline, score_preset("quick")).calibration is None

@@ -173,6 +173,25 @@ def test_inverting_on_the_cpu_uses_deterministic_kernels_and_restores_the_settin
     assert not torch.are_deterministic_algorithms_enabled()
 
 
+def test_gradient_checkpointing_learns_the_same_vectors_recomputing_the_unet_blocks(tiny_model, monkeypatch):
+    pipeline = load_pipeline(tiny_model)
+    checkpointed_calls = []
+    real = torch.utils.checkpoint.checkpoint
+
+    def counting(*args, **kwargs):
+        checkpointed_calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", counting)
+    settings = InversionSettings(steps=2, batch_size=2, lr=1e-2, initializer="big")
+    plain = invert(pipeline, query(), 1, settings).embeddings
+    assert not checkpointed_calls
+    checkpointed = invert(pipeline, query(), 1, dataclasses.replace(settings, gradient_checkpointing=True))
+    assert checkpointed_calls  # the UNet's blocks ran through torch's checkpoint
+    assert torch.allclose(checkpointed.embeddings, plain, atol=1e-6)
+    assert not pipeline.unet.is_gradient_checkpointing  # the pipeline is left as it was
+
+
 def test_bad_inputs(tiny_model):
     pipeline = load_pipeline(tiny_model)
     with pytest.raises(OriginalityError, match="number of tokens must be >= 1"):

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from originality.batch import score_all
+from originality.errors import OriginalityError
 from originality.experiments.signals import MAIN, SignalsConfig, run_signals
 from originality.method.search import score_preset
 from originality.method.signals import REGISTRY, Signal, SignalConfig, register
@@ -71,5 +72,5 @@ def test_a_toy_signal_reaches_the_signals_experiment_summary(toy, tiny_model, tm
 
 
 def test_a_signal_needs_nothing_or_a_prompt():
-    with pytest.raises(Exception, match="needs is one of"):
+    with pytest.raises(OriginalityError, match="needs is one of"):
         register(Signal("bad", "a crystal ball", (), lambda raw, w: raw, "", 1))

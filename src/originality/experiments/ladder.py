@@ -206,7 +206,8 @@ def read_query(pipelines: dict[str, Any], query: Query, grid_config: SignalConfi
     for name, pipeline in pipelines.items():
         grid = signal_grid(pipeline, grid_config)
         by_reading = readings(pipeline, latents, [prompt], grid)
-        by_caption = readings(pipeline, latents, [query.caption], grid)
+        # Read as its caption: the same numbers when the reading is the caption (most queries).
+        by_caption = by_reading if prompt == query.caption else readings(pipeline, latents, [query.caption], grid)
         values[name] = {}
         for signal in REGISTRY.values():
             values[name][signal.name] = float(from_readings(by_reading, signal.name, grid)[0])

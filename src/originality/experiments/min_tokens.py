@@ -14,19 +14,19 @@ the full curve m = 1..M, and writes:
 * ``summary.json``: every number, with Spearman's rho between the training-frequency rank of
   the group and the minimum token count ("+" counted as M + 1);
 * ``report.html``: the figures and Fig. 5 style rows (query, then a sample for each m);
-* beside the verdict, the evidence of :mod:`originality.experiments.min_tokens_evidence`:
+* beside the verdict, the evidence of :mod:`originality.experiments.verdict_checks`:
   ``threshold-sweep.png`` (rho at every threshold, post hoc), ``fig6-shapes.png`` (the verdict
   on the shape pair alone) and the caption ceiling of every query.
 
 Each query's result lands in ``scores/`` as it finishes (``results.jsonl``); rerunning the same
-command resumes.
+command resumes. The experiment runs on the skeleton (``experiments/runner.py``), every process of a
+launch taking its share of the queries.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,19 +34,21 @@ from typing import Any
 import numpy as np
 
 from originality import runs
-from originality.batch import score_all
+from originality.batch import finished, score_all
 from originality.detection.detector import detector_identity
 from originality.domains import load_domain
 from originality.errors import OriginalityError
+from originality.experiments.runner import Experiment
 from originality.experiments.verdict_checks import (
     caption_ceiling,
     read_samples,
+    sample_captions,
     shape_pair_verdict,
     spearman,
     threshold_sweep,
 )
 from originality.method.distances import reads_elements
-from originality.method.search import ScoreConfig, saved_config
+from originality.method.search import ScoreConfig, saved_config, score_preset
 from originality.models.card import training_summary
 from originality.models.pipeline import default_model, load_pipeline, model_identity
 from originality.report.min_tokens import min_tokens_report
@@ -54,8 +56,6 @@ from originality.report.plots import group_curves, threshold_sweep_plot, token_h
 from originality.shapes import preset
 from originality.shapes.captions import colour_count
 from originality.shapes.queries import APP_E1_FRACTIONS, GROUPS, check_not_in_training, make_queries
-
-SETTINGS_FILE = "experiment.json"
 
 
 def training_fractions(model: str | Path | None) -> dict[str, float]:
@@ -78,12 +78,16 @@ def training_fractions(model: str | Path | None) -> dict[str, float]:
 
 @dataclass
 class MinTokensConfig:
-    queries: int = 20  # per group (paper: 20)
+    queries: int = field(default=20, metadata={"help": "queries per group (paper: 20)"})
     # Training sets are made with small seeds; queries draw from rng([query_seed, group, index]).
-    query_seed: int = 7_000_003
-    size: int = 64
-    groups: tuple[str, ...] = ("common", "rare", "unseen")
-    score: ScoreConfig = field(default_factory=ScoreConfig)
+    query_seed: int = field(default=7_000_003, metadata={"help": "the queries' seed, apart from any training set's"})
+    size: int = field(default=64, metadata={"help": "query side in pixels"})
+    groups: tuple[str, ...] = field(default=("common", "rare", "unseen"), metadata={"help": "groups to query"})
+    model: str | None = field(default=None, metadata={"help": "pipeline folder (default: the shipped model)"})
+    training_data: str | None = field(
+        default=None, metadata={"help": "the model's training dataset: check that no query is one of its images"}
+    )
+    score: ScoreConfig = field(default_factory=lambda: score_preset("quick"))
 
     def validate(self) -> MinTokensConfig:
         if self.queries < 1:
@@ -96,78 +100,79 @@ class MinTokensConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings the scores depend on: the model enters by its digest (``identity``), and the
+        training set is only checked against, so neither is here."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("model", "training_data")}
+
+
+PRESETS = {
+    "quick": lambda: MinTokensConfig(score=score_preset("quick")),
+    "paper": lambda: MinTokensConfig(score=score_preset("paper")),
+}
+TRAINING_CHECK = "training-check.json"  # how many training images the queries were compared with
 
 
 # -- the run ----------------------------------------------------------------------------------------
-def run_min_tokens(
-    model: str | Path | None,
-    out: str | Path,
-    config: MinTokensConfig,
-    *,
-    training: str | Path | None = None,
-    progress: bool = True,
-) -> dict[str, Any] | None:
-    """Score every query (resuming), then write the figures, summary.json and report.html.
+def run(out: Path, config: MinTokensConfig, progress: bool = True) -> None:
+    """Render the queries, score each (resuming), then sample each query's own caption.
 
-    Under ``accelerate launch`` (or ``torchrun``) the processes share the queries (each scores
-    every K-th unfinished one); the first writes the folder's files and returns the summary,
-    the others return None.
+    Under ``accelerate launch`` (or ``torchrun``) every process runs this and the processes share
+    the queries (each scores every K-th unfinished one); the first renders and samples the captions.
     """
-    config.validate()
     procs = runs.processes()
-    out = Path(out)
-    settings = run_settings(model, config)
-    open_experiment(out, settings, write=False)  # every process checks before the first one writes
-    pipeline = load_pipeline(model, device=procs.device)  # a bad --model fails before anything is written
-    procs.barrier()
+    pipeline = load_pipeline(config.model, device=procs.device)
     if procs.first:
-        open_experiment(out, settings)
         rows = make_queries(out, config.queries, config.query_seed, config.size, config.groups)
-        compared = check_not_in_training(out, rows, training) if training else None
+        if config.training_data:
+            compared = check_not_in_training(out, rows, config.training_data)
+            runs.write_json(out / TRAINING_CHECK, {"training_images_compared": compared})
     procs.barrier()
-    if procs.index > 0:
-        with (out / "queries.csv").open(newline="") as f:
-            rows = list(csv.DictReader(f))
-    started = time.perf_counter()
     records = score_all(out / "queries.csv", pipeline, config.score, out / "scores", progress=progress, procs=procs)
-    if procs.index > 0:
-        return None
-    summary = summarise(records, rows, config, training_fractions(model))
+    if procs.first:
+        sample_captions(out, records, _rows(out), config.score, pipeline=pipeline, progress=progress)
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    with (out / "queries.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _records(out: Path, rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The scored queries of ``rows``, in their order (a query that failed is left out)."""
+    by_image = {r["image"]: r for r in finished(out / "scores").values() if r.get("status") != "error"}
+    return [by_image[r["image"]] for r in rows if r["image"] in by_image]
+
+
+def summarise_run(out: Path, config: MinTokensConfig) -> dict[str, Any]:
+    rows = _rows(out)
+    records = _records(out, rows)
+    summary = summarise(records, rows, config, training_fractions(config.model))
     # The evidence beside the verdict: each adds its numbers to the summary.
     read_samples(summary, out, records, rows, config.score)
-    caption_ceiling(summary, out, records, rows, config.score, pipeline=pipeline, progress=progress)
+    caption_ceiling(summary, out, records, rows, config.score)
     threshold_sweep(summary, out, records, rows, config.score)
     shape_pair_verdict(summary, out, records, rows, config.score)
-    summary["model"] = settings["model"]
-    summary["detector"] = settings.get("detector")
-    summary["training_images_compared"] = compared
-    summary["seconds_this_call"] = time.perf_counter() - started
-    write_outputs(out, summary, records, rows)
+    summary.update(identity(config))
+    check = out / TRAINING_CHECK
+    summary["training_images_compared"] = runs.read_json(check)["training_images_compared"] if check.is_file() else None
     return summary
 
 
-def run_settings(model: str | Path | None, config: MinTokensConfig) -> dict[str, Any]:
-    """What a run's scores depend on, saved in its folder: a rerun resumes only where they match.
-
-    The query count is left out, so rerunning with more ``queries`` extends a finished run.
-    """
-    settings = {"config": {**config.to_dict(), "queries": None}, "model": model_identity(model)}
-    if reads_elements(config.score.distance, config.score.check):  # the scores are the detector's readings
-        settings["detector"] = detector_identity()
-    return settings
+def identity(config: MinTokensConfig) -> dict[str, Any]:
+    """The model by its digest, and the detector when the scores are its readings."""
+    pinned: dict[str, Any] = {"model": model_identity(config.model)}
+    if reads_elements(config.score.distance, config.score.check):
+        pinned["detector"] = detector_identity()
+    return pinned
 
 
-def open_experiment(out: Path, settings: dict[str, Any], write: bool = True) -> bool:
-    """Create or resume the experiment folder ``out`` (True: resumes), or refuse one of other settings."""
-
-    def comparable(saved: dict[str, Any]) -> dict[str, Any]:
-        config = dict(saved.get("config", {}))
-        if isinstance(config.get("score"), dict):  # settings added since, at their defaults
-            config["score"] = saved_config(config["score"])
-        return {**saved, "config": config}
-
-    return runs.open_run(out, settings, what="an experiment", marker=SETTINGS_FILE, compare=comparable, write=write)
+def comparable(saved: dict[str, Any]) -> dict[str, Any]:
+    """Saved settings read with score settings added since at their defaults; folders written
+    before the experiment moved onto the skeleton carry no ``experiment`` entry."""
+    config = dict(saved.get("config", {}))
+    if isinstance(config.get("score"), dict):
+        config["score"] = saved_config(config["score"])
+    return {**{k: v for k, v in saved.items() if k != "experiment"}, "config": config}
 
 
 def summarise(
@@ -232,15 +237,47 @@ def by_colours(records: list[dict[str, Any]], rows: list[dict[str, str]], m_max:
     }
 
 
-def write_outputs(
-    out: Path, summary: dict[str, Any], records: list[dict[str, Any]], rows: list[dict[str, str]]
-) -> None:
-    token_histogram(summary, out / "fig6.png")
-    group_curves(summary, out / "curves.png")
+def figures(out: Path, summary: dict[str, Any]) -> list[Path]:
+    made = [token_histogram(summary, out / "fig6.png"), group_curves(summary, out / "curves.png")]
     if summary["threshold_sweep"]["points"]:
-        threshold_sweep_plot(summary, out / "threshold-sweep.png")
+        made.append(threshold_sweep_plot(summary, out / "threshold-sweep.png"))
     if summary.get("shape_pair"):
         shapes = {**summary["shape_pair"], "labels": summary["labels"]}
-        token_histogram(shapes, out / "fig6-shapes.png", title="minimum tokens, shape pair only (colours ignored)")
-    runs.write_json(out / "summary.json", summary)
-    min_tokens_report(out, summary, records, rows)
+        title = "minimum tokens, shape pair only (colours ignored)"
+        made.append(token_histogram(shapes, out / "fig6-shapes.png", title=title))
+    return [Path(p) for p in made if p is not None]
+
+
+def report(out: Path, summary: dict[str, Any]) -> Path:
+    rows = _rows(out)
+    return min_tokens_report(out, summary, _records(out, rows), rows)
+
+
+def table(summary: dict[str, Any]) -> str:
+    labels = summary["labels"]
+    lines = [f"{'group':8s} " + " ".join(f"{lab:>3s}" for lab in labels) + "  mean soft tokens"]
+    for name, g in summary["groups"].items():
+        counts = " ".join(f"{g['histogram'][lab]:3d}" for lab in labels)
+        lines.append(f"{name:8s} {counts}  {g['mean_soft_tokens']:.2f}")
+    rho = summary["spearman"]
+    if rho:
+        lines.append(f"Spearman rho {rho['rho']:.3f} (p = {rho['p']:.2g}, n = {rho['n']})")
+    return "\n".join(lines)
+
+
+EXPERIMENT = Experiment(
+    name="min-tokens",
+    title="Fig. 5-6: minimum tokens for common, rare and unseen pairs",
+    presets=PRESETS,
+    run=run,
+    summarise=summarise_run,
+    table=table,
+    figures=figures,
+    identity=identity,
+    grows=("queries",),
+    report=report,
+    parallel=True,
+    score_options=True,
+    marker="experiment.json",
+    compare=comparable,
+)

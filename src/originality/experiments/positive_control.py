@@ -41,7 +41,7 @@ from originality.models.pipeline import generate, load_pipeline, model_identity
 from originality.report.plots import rates_plot
 from originality.shapes.dataset import dataset_identity, read_info, read_table
 from originality.shapes.statistics import pair_key
-from originality.stats import spearman
+from originality.stats import bootstrap_interval, spearman
 
 INK = 200  # a pixel is inked when a channel is below this (the canvas is white, 255)
 UNITS = ("pairs", "elements", "shape_pairs")
@@ -228,15 +228,14 @@ def _rho_interval(per_sample, unit: str, chosen: list[str], train: dict[str, flo
         for k in s[unit]:
             if k in index:
                 hits[row, index[k]] = 1
-    rng = np.random.default_rng(config.seed)
     x = [train.get(k, 0.0) for k in chosen]
-    values = []
-    for _ in range(config.bootstrap):
-        model = hits[rng.integers(0, len(per_sample), len(per_sample))].mean(axis=0)
-        result = spearman(x, model.tolist())
-        if result is not None:
-            values.append(result["rho"])
-    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))] if values else None
+
+    def rho_of(sample: list[int]) -> float | None:
+        result = spearman(x, hits[sample].mean(axis=0).tolist())
+        return None if result is None else result["rho"]
+
+    samples = dict.fromkeys(range(len(per_sample)), 0)  # one stratum: every read sample
+    return bootstrap_interval(samples, rho_of, draws=config.bootstrap, seed=config.seed)
 
 
 def _levels(data: str | Path, rates: dict[str, list[float]]) -> dict[str, Any] | None:

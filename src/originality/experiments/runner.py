@@ -11,10 +11,16 @@ An experiment is one file that ends with an :class:`Experiment`:
 * ``identity(config)``: what the settings must pin beside the config (a model's digest), so that a
   folder made with another model is refused rather than resumed;
 * ``grows``: config fields a rerun may raise to extend the run (more queries), left out of the check;
-* ``report(out, summary)``: a page of its own, where the generic one (table, figures) is not enough.
+* ``report(out, summary)``: a page of its own, where the generic one (table, figures) is not enough;
+* ``parallel``: every process of a launch (``accelerate launch``, ``torchrun``) runs ``run`` and
+  takes its share (through ``runs.processes()``); else the first runs it alone. The first summarises;
+* ``score_options``: the config's ``score`` field (a ``ScoreConfig``) takes ``score``'s options;
+* ``marker`` / ``compare``: the settings file and how saved settings compare, for folders written
+  before the experiment moved onto this skeleton.
 
 :func:`run_experiment` owns everything else: the folder (resumed with the same settings, refused in
-one line with others), the lock, ``summary.json``, ``report.html``. :func:`registered` finds every
+one line with others; a fresh folder the run failed in before writing anything is removed again), the
+lock, the processes, ``summary.json`` (with ``seconds_this_call``), ``report.html``. :func:`registered` finds every
 experiment module's ``EXPERIMENT``, so a new experiment is one new file; the command line builds
 ``originality experiment NAME`` from its config.
 """
@@ -26,12 +32,15 @@ import dataclasses
 import html
 import importlib
 import pkgutil
+import shutil
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from originality import runs
+from originality.errors import OriginalityError
 from originality.presets import from_preset
 from originality.report.html import STYLE, inline_png
 
@@ -46,6 +55,10 @@ def _no_identity(config: Any) -> dict[str, Any]:
     return {}
 
 
+def _as_saved(settings: dict[str, Any]) -> dict[str, Any]:
+    return settings
+
+
 @dataclass(frozen=True)
 class Experiment(Generic[Config]):
     name: str  # the command: originality experiment NAME
@@ -58,6 +71,10 @@ class Experiment(Generic[Config]):
     identity: Callable[[Config], dict[str, Any]] = _no_identity
     grows: tuple[str, ...] = ()
     report: Callable[[Path, dict[str, Any]], Path] | None = None
+    parallel: bool = False
+    score_options: bool = False
+    marker: str = runs.SETTINGS
+    compare: Callable[[dict[str, Any]], Any] = _as_saved
 
     def config(self, preset: str | None = None, **overrides: Any) -> Config:
         """The named preset (the first one by default) with ``overrides``, validated."""
@@ -67,16 +84,37 @@ class Experiment(Generic[Config]):
         return type(next(iter(self.presets.values()))())
 
 
-def run_experiment(experiment: Experiment, out: str | Path, config: Any, *, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) ``experiment`` into the folder ``out``; returns the summary it wrote."""
+def run_experiment(
+    experiment: Experiment, out: str | Path, config: Any, *, progress: bool = True
+) -> dict[str, Any] | None:
+    """Run (or resume) ``experiment`` into the folder ``out``; returns the summary it wrote (None in
+    every process of a launch but the first, which summarises)."""
     out = Path(out)
     config = config.validate()
+    procs = runs.processes()
     checked = {**config.to_dict(), **dict.fromkeys(experiment.grows)}  # a larger run extends this one
     settings = {"experiment": experiment.name, "config": checked, **experiment.identity(config)}
-    runs.open_run(out, settings, what=f"a {experiment.name} run")
-    with runs.lock(out):
-        experiment.run(out, config, progress)
+    options = dict(what=f"a {experiment.name} run", marker=experiment.marker, compare=experiment.compare)
+    fresh = not runs.has_content(out)
+    runs.open_run(out, settings, **options, write=False)  # every process checks before the first writes
+    procs.barrier()
+    if procs.first:
+        runs.open_run(out, settings, **options)
+    procs.barrier()
+    started = time.perf_counter()
+    with runs.lock(out, procs.index):
+        try:
+            if experiment.parallel or procs.first:
+                experiment.run(out, config, progress)
+        except OriginalityError:
+            if fresh and procs.first and _only_settings(out, experiment.marker):
+                shutil.rmtree(out)  # a bad model or input: nothing was made, the folder is not kept
+            raise
+        procs.barrier()
+        if not procs.first:
+            return None
         summary = {"experiment": experiment.name, "settings": settings, **experiment.summarise(out, config)}
+        summary["seconds_this_call"] = time.perf_counter() - started
         runs.write_json(out / "summary.json", summary)
         figures = experiment.figures(out, summary)
         if experiment.report is not None:
@@ -84,6 +122,10 @@ def run_experiment(experiment: Experiment, out: str | Path, config: Any, *, prog
         else:
             report(experiment, summary, figures, out / "report.html")
     return summary
+
+
+def _only_settings(out: Path, marker: str) -> bool:
+    return {p.name for p in out.iterdir() if not p.name.startswith(".")} <= {marker}  # hidden: the lock
 
 
 def report(experiment: Experiment, summary: dict[str, Any], figures: list[Path], path: Path) -> Path:

@@ -106,23 +106,36 @@ def read_samples(summary: Summary, out: Path, records: Records, rows: Rows, scor
     summary["sample_kinds"] = by_query
 
 
-def caption_ceiling(
-    summary: Summary,
-    out: Path,
-    records: Records,
-    rows: Rows,
-    score: ScoreConfig,
-    *,
-    pipeline,
-    progress: bool = True,
+def sample_captions(
+    out: Path, records: Records, rows: Rows, score: ScoreConfig, *, pipeline, progress: bool = True
 ) -> None:
+    """Sample each scored query's true caption with the scorer's seeds, steps and guidance, read
+    the samples with the detector and append the shares by match kind to ``captions.jsonl`` (one
+    line per query, so that a rerun samples only new queries): :func:`caption_ceiling` reads them."""
+    if not reads_elements(score.distance, score.check):
+        return
+    done = runs.read_records(out, CAPTIONS, "image")
+    row_of = {r["image"]: r for r in rows}
+    todo = [r for r in records if r["image"] not in done]
+    if not todo:
+        return
+    detector = ElementDetector.load(threshold=score.detector_threshold)
+    seeds = sample_seeds(score)
+    for r in tqdm(todo, desc="caption ceiling", disable=not progress or len(todo) < 2, unit="query"):
+        text = row_of[r["image"]]["caption"]
+        samples = generate(
+            pipeline, [text] * len(seeds), seeds, steps=score.inference_steps, guidance_scale=score.guidance_scale
+        )
+        shares = kind_shares(detector.detect(samples), Counter(parse_caption(text)))
+        runs.append_jsonl(out / CAPTIONS, {"image": r["image"], "caption": text, "kinds": shares})
+
+
+def caption_ceiling(summary: Summary, out: Path, records: Records, rows: Rows, score: ScoreConfig) -> None:
     """What the model draws from each query's own caption: its familiarity with the query.
 
     The method's claim is about the *model*: it represents concisely what it knows well. The
-    groups stand in for that by training frequency; the caption ceiling measures it directly.
-    Each scored query's true caption is sampled with the scorer's seeds, steps and guidance and
-    read by the detector; the shares by match kind land in ``captions.jsonl`` (one line per
-    query, so a rerun samples only new queries). Adds per group ``caption_kinds`` and
+    groups stand in for that by training frequency; the caption ceiling measures it directly,
+    from the samples :func:`sample_captions` read. Adds per group ``caption_kinds`` and
     ``caption_spearman``: Spearman's rho between each query's share of caption samples that are
     not exact and (a) its minimum tokens, (b) its distance at m = 1. Positive when the tokens
     follow what the model can draw from words.
@@ -131,18 +144,7 @@ def caption_ceiling(
         return
     done = runs.read_records(out, CAPTIONS, "image")
     row_of = {r["image"]: r for r in rows}
-    todo = [r for r in records if r["image"] not in done]
-    if todo:
-        detector = ElementDetector.load(threshold=score.detector_threshold)
-        seeds = sample_seeds(score)
-        for r in tqdm(todo, desc="caption ceiling", disable=not progress or len(todo) < 2, unit="query"):
-            text = row_of[r["image"]]["caption"]
-            samples = generate(
-                pipeline, [text] * len(seeds), seeds, steps=score.inference_steps, guidance_scale=score.guidance_scale
-            )
-            shares = kind_shares(detector.detect(samples), Counter(parse_caption(text)))
-            done[r["image"]] = {"image": r["image"], "caption": text, "kinds": shares}
-            runs.append_jsonl(out / CAPTIONS, done[r["image"]])
+    records = [r for r in records if r["image"] in done]  # queries scored since: sampled on the next run
     m_max = score.max_tokens
     misses, tokens, first = [], [], []
     for g in summary["groups"]:

@@ -108,6 +108,19 @@ class DreamSimDistance:
                 raise OriginalityError(_missing_message(self.cache_dir, variant, reason)) from exc
             raise OriginalityError(f"cannot load DreamSim {variant!r} from {self.cache_dir}: {exc}") from exc
 
+    @classmethod
+    def from_model(
+        cls, model: torch.nn.Module, preprocess, device: str | torch.device | None = None, *, batch_size: int = 16
+    ) -> DreamSimDistance:
+        """A distance on a model the caller built (``models/random_weights.py``: the architecture at
+        real size, to time it), with dreamsim's ``(model, preprocess)`` pair."""
+        distance = cls.__new__(cls)
+        distance.cache_dir = None
+        distance.device = torch.device(device) if device is not None else torch.device("cpu")
+        distance.batch_size = batch_size
+        distance.model, distance.preprocess = model.to(distance.device), preprocess
+        return distance
+
     @torch.no_grad()
     def embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
         out = []

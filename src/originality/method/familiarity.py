@@ -57,14 +57,18 @@ REFERENCE_VERSION = 2  # 2: drawn until K samples are read, each with its prompt
 MAX_DRAWS = 8  # at most this many times K samples are drawn in search of K read ones
 
 
-def reading_prompt(domain: Domain, detector) -> Callable[[Image.Image], str | None] | None:
+def reading_prompt(
+    domain: Domain, detector, threshold: float | None = None
+) -> Callable[[Image.Image], str | None] | None:
     """What the domain can read off an image as a prompt, or None when it reads nothing (real
-    domains). Shapes: the detector's elements as a caption; None for an image it reads empty."""
+    domains). Shapes: the detector's elements (at ``threshold``, else the detector's own) as a
+    caption; None for an image it reads empty."""
     if domain.name != "shapes" or detector is None:
         return None
+    options = {} if threshold is None else {"threshold": threshold}
 
     def read(image: Image.Image) -> str | None:
-        found = detector.detect([image])[0]
+        found = detector.detect([image], **options)[0]
         return caption([d.element for d in found]) if found else None
 
     return read
@@ -348,12 +352,7 @@ class SignalReader:
     def _read(self, domain: Domain) -> Callable[[Image.Image], str | None] | None:
         if domain.name != "shapes":
             return None
-
-        def read(image: Image.Image) -> str | None:
-            found = self._get_detector().detect([image], threshold=self.detector_threshold)[0]
-            return caption([d.element for d in found]) if found else None
-
-        return read
+        return reading_prompt(domain, self._get_detector(), self.detector_threshold)
 
     def reference(self, domain: Domain) -> Reference:
         if domain.name not in self._references:

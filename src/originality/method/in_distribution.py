@@ -104,6 +104,15 @@ class ClipClassifier:
         if device is not None:
             self.model.to(device)
 
+    @classmethod
+    def from_model(cls, model, processor, device=None) -> ClipClassifier:
+        """A classifier on a ``CLIPModel`` and ``CLIPProcessor`` the caller built (``models/random_weights.py``)."""
+        classifier = cls.__new__(cls)
+        classifier.model, classifier.processor = model.eval(), processor
+        if device is not None:
+            classifier.model.to(device)
+        return classifier
+
     def probabilities(self, images: Sequence[Image.Image], texts: Sequence[str]) -> np.ndarray:
         """(images, texts) softmax probabilities."""
         inputs = self.processor(text=list(texts), images=list(images), return_tensors="pt", padding=True)

@@ -79,6 +79,9 @@ class InversionSettings:
     shift_views: int = 0
     # Positions the m tokens fill in the prompt, repeated in turn (0: m; placeholder_phrase).
     phrase_length: int = 0
+    # Recompute the UNet's activations in the backward pass instead of keeping them: about a third
+    # more compute for a fraction of the memory (batch 20 at 512 px on a 24 GB card).
+    gradient_checkpointing: bool = False
     seed: int = 0
 
 
@@ -248,6 +251,9 @@ def invert(
         states = [(p, p.requires_grad) for p in [*unet.parameters(), *encoder.parameters(), *pipeline.vae.parameters()]]
         for p, _ in states:
             p.requires_grad_(False)
+        checkpointing = getattr(unet, "is_gradient_checkpointing", False)
+        if settings.gradient_checkpointing and not checkpointing:
+            unet.enable_gradient_checkpointing()
         try:
             bar = tqdm(range(settings.steps), desc=f"inverting m={m}", disable=not progress, leave=False)
             for step in bar:
@@ -299,6 +305,8 @@ def invert(
             hook.remove()
             for p, flag in states:
                 p.requires_grad_(flag)
+            if settings.gradient_checkpointing and not checkpointing:
+                unet.disable_gradient_checkpointing()
     result.embeddings = learned.detach().float().cpu()
     return result
 

@@ -35,7 +35,14 @@ from originality.domains import Domain, load_domain
 from originality.errors import OriginalityError
 from originality.method.distances import Distance, get_distance, reads_elements
 from originality.method.in_distribution import Check, Verdict, get_check
-from originality.method.inversion import Inversion, InversionSettings, image_latents, invert
+from originality.method.inversion import (
+    Inversion,
+    InversionSettings,
+    add_placeholders,
+    image_latents,
+    invert,
+    placeholder_phrase,
+)
 from originality.method.query_reading import QueryReading, read_query
 from originality.method.reconstruction import reconstruct
 from originality.presets import from_preset
@@ -83,6 +90,8 @@ class ScoreConfig:
     # Warm-start m tokens from the (m-1)-token solution plus one new initial token, instead of
     # m copies of the initial token (the paper).
     progressive: bool = False
+    # Trade compute for memory in the inversion's backward pass (method/inversion.py).
+    gradient_checkpointing: bool = False
     seed: int = 0
     # Familiarity signals beside the token count (method/signals.py): "none" (the token count
     # alone), "fast" (the signals alone: no inversion at all) or "all" (both, and the learned
@@ -308,6 +317,7 @@ def score(
             result.unreadable = reading.reason
             result.soft_tokens = None
             return result
+    check_prompts_fit(pipeline, domain, config)
     curve = []
     latents = image_latents(pipeline, image, config.shift_views, config.seed)  # once for every m
     previous = None
@@ -356,6 +366,25 @@ def score(
     return result
 
 
+def check_prompts_fit(pipeline, domain: Domain, config: ScoreConfig) -> None:
+    """Every prompt the search writes with M learned tokens fits the tokenizer's positions. The
+    tokenizer truncates a longer one, and the learned tokens, last in the templates, go first."""
+    tokenizer = pipeline.tokenizer
+    limit = getattr(tokenizer, "model_max_length", None)
+    if not limit or limit > 100_000:  # a tokenizer without a limit
+        return
+    add_placeholders(pipeline, config.max_tokens)
+    phrase = placeholder_phrase(config.max_tokens, config.phrase_length)
+    edits = domain.edit_prompts if config.check == "editability" else ()
+    for text in dict.fromkeys((*domain.templates, domain.prompt, *edits)):
+        length = len(tokenizer(text.format(phrase)).input_ids)
+        if length > limit:
+            raise OriginalityError(
+                f"the prompt {text!r} with {config.max_tokens} learned tokens takes {length} positions and the "
+                f"text encoder reads {limit}: lower --max-tokens or use a domain with shorter templates"
+            )
+
+
 def is_resolved(config: ScoreConfig) -> bool:
     """Whether every "the domain's" or default setting of ``config`` is filled in."""
     return (
@@ -402,6 +431,7 @@ def invert_and_reconstruct(
         norm_cap=config.norm_cap,
         shift_views=config.shift_views,
         phrase_length=config.phrase_length,
+        gradient_checkpointing=config.gradient_checkpointing,
         seed=config.seed,
     )
     t0 = time.perf_counter()

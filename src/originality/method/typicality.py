@@ -8,24 +8,35 @@ where only edges and texture are left to predict) over the same for the signal r
 samples; about 1 is typical. :func:`canonical_rerender` draws, with the renderer, the elements the
 detector read where it read them.
 
-Not a check of the scorer: measured on the shipped model (``results/typicality``), no threshold
-met the pre-registered bar (at most 1% of rendered queries flagged, at least 90% of drawn ones);
-the re-render does bring a drawn query's guidance gap back near the rendered queries'.
+The check (:class:`TypicalityCheck`): the query's own canonical re-render is its reference
+(:func:`rerender_typicality`), flagged above a threshold set on the model, which carries it as
+``typicality.json``; pre-registered and measured on the shipped model in
+``results/typicality-rerender``. The first statistic, against the model's own samples
+(:func:`typicality`), missed its bar (``results/typicality``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+from originality.errors import OriginalityError
 from originality.method.query_reading import READ_CONFIDENCE, QueryReading
+from originality.method.signals import SignalConfig, query_latents, readings, signal_grid
+from originality.runs import read_json
 from originality.shapes.captions import parse_caption
 from originality.shapes.rendering import render, sample_layout
 
 LOW_T = 200  # the low-noise end of the grid: fine detail, not composition
+CHECK_FILE = "typicality.json"  # in a model folder: the check's threshold, set on that model
+STATISTIC = "rerender_low_t"
 
 
 def typicality(unconditional: torch.Tensor, reference_means: Sequence[float], timesteps: torch.Tensor) -> float:
@@ -53,3 +64,41 @@ def canonical_rerender(reading: QueryReading, size: int) -> Image.Image:
     centres = [((e["box"][0] + e["box"][2]) / 2 / size, (e["box"][1] + e["box"][3]) / 2 / size) for e in sure]
     placed = sample_layout(elements, size, np.random.default_rng(0), fixed_centres=centres)
     return render(placed, size)
+
+
+@dataclass(frozen=True)
+class TypicalityCheck:
+    """Is a shapes query drawn as its model's training images are? The query's low-noise loss over
+    its canonical re-render's (:func:`rerender_typicality`), flagged above the threshold set on the
+    model (``typicality.json`` in its folder). A flagged query's signals are read on the re-render."""
+
+    threshold: float
+    grid: SignalConfig
+    source: str = ""
+
+    @classmethod
+    def load(cls, folder: str | Path) -> TypicalityCheck | None:
+        """The model's check, None when its folder carries none; a damaged file is refused."""
+        path = Path(folder) / CHECK_FILE
+        if not path.is_file():
+            return None
+        try:
+            data = read_json(path)
+            if data["statistic"] != STATISTIC:
+                raise ValueError(f"statistic {data['statistic']!r}, not {STATISTIC!r}")
+            threshold = float(data["threshold"])
+            grid = SignalConfig(**data["grid"]).validate()
+        except (OSError, ValueError, KeyError, TypeError, OriginalityError) as exc:
+            raise OriginalityError(f"{path} is not a typicality check ({exc})") from exc
+        if not (math.isfinite(threshold) and threshold > 0) or grid.t_max > LOW_T:
+            raise OriginalityError(f"{path}: the threshold must be finite and > 0, the grid within t <= {LOW_T}")
+        return cls(threshold, grid, str(data.get("source", "")))
+
+    def __call__(self, pipeline, image: Image.Image, reading: QueryReading) -> tuple[dict[str, Any], Image.Image]:
+        """The verdict (statistic, threshold, flagged) and the canonical re-render it compared with."""
+        again = canonical_rerender(reading, image.width)
+        grid = signal_grid(pipeline, self.grid)
+        loss = readings(pipeline, query_latents(pipeline, [image, again]), None, grid, conditional=False)
+        value = rerender_typicality(loss["unconditional"][0], loss["unconditional"][1], grid.timesteps)
+        flagged = value > self.threshold
+        return {"statistic": STATISTIC, "value": value, "threshold": self.threshold, "flagged": flagged}, again

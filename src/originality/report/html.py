@@ -95,6 +95,18 @@ def familiarity_section(familiarity: dict[str, Any] | None) -> str:
         sentence = f"<p><b>In training frequency: {e(calibrated['statement'])}</b> ({e(calibrated['measure'])}, " + (
             f"a {calibrated['level']:.0%} interval for one image).</p>" + sentence
         )
+    typical = familiarity.get("typicality")
+    if typical and typical["flagged"]:
+        sentence = (
+            f"<p><b>Drawn unlike this model's training images</b> (typicality {typical['value']:.3f} &gt; "
+            f"{typical['threshold']:.3f}): the signals are read on its canonical re-render, the elements read "
+            "drawn by the renderer where they were read.</p>" + sentence
+        )
+    elif typical:
+        sentence += (
+            f"<p><small>Drawn as this model's training images are (typicality {typical['value']:.3f} &le; "
+            f"{typical['threshold']:.3f}).</small></p>"
+        )
     source = SOURCES.get(familiarity["prompt_source"], familiarity["prompt_source"])
     return (
         f"<h2>Familiarity</h2>{sentence}<p>Prompt: <code>{e(familiarity['prompt'])}</code> ({e(source)}).</p>"
