@@ -464,7 +464,7 @@ def _add_score_options(parser: argparse.ArgumentParser, *, shared: bool = True) 
     parser.add_argument(
         "--gradient-checkpointing",
         action="store_true",
-        help="recompute the UNet's activations in the inversion's backward pass: less memory, ~1/3 more time",
+        help="recompute the UNet's activations in the inversion's backward pass: less memory, more compute",
     )
     if shared:
         parser.add_argument("--quiet", action="store_true")

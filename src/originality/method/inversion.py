@@ -79,8 +79,8 @@ class InversionSettings:
     shift_views: int = 0
     # Positions the m tokens fill in the prompt, repeated in turn (0: m; placeholder_phrase).
     phrase_length: int = 0
-    # Recompute the UNet's activations in the backward pass instead of keeping them: about a third
-    # more compute for a fraction of the memory (batch 20 at 512 px on a 24 GB card).
+    # Recompute the UNet's activations in the backward pass instead of keeping them: more compute,
+    # less memory (results/benchmarks: batch 20 at 512 px does not fit 24 GB without it).
     gradient_checkpointing: bool = False
     seed: int = 0
 
