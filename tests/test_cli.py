@@ -8,7 +8,17 @@ from originality.cli import main
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
+    """The real entry point in a process of its own: for what only a process shows (exit status, stderr)."""
     return subprocess.run([sys.executable, "-m", "originality", *args], capture_output=True, text=True)
+
+
+def one_line_error(capsys, args: list[str], message: str) -> None:
+    """``main(args)`` fails with exit status 2 and ``message`` on one line of stderr (in this process:
+    importing torch again per case cost the suite about a minute)."""
+    capsys.readouterr()
+    assert main(args) == 2, args
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, (args, err)
 
 
 def test_make_stats_sheet(tmp_path, capsys):
@@ -42,14 +52,18 @@ def test_make_with_colours_and_sizes_inside_their_classes(tmp_path):
         (["data", "stats", "{tmp}/missing"], "dataset folder not found"),
     ],
 )
-def test_bad_input_is_one_line_and_non_zero(tmp_path, args, message):
+def test_bad_input_is_one_line_and_non_zero(tmp_path, capsys, args, message):
     (tmp_path / "something").write_text("x")
-    result = run(*[a.format(tmp=tmp_path) for a in args])
+    one_line_error(capsys, [a.format(tmp=tmp_path) for a in args], message)
+
+
+def test_the_entry_point_exits_two_with_one_line(tmp_path):
+    result = run("data", "stats", str(tmp_path / "missing"))
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and "dataset folder not found" in result.stderr, result.stderr
 
 
-def test_train_then_sample_and_resume_refusal(tmp_path):
+def test_train_then_sample_and_resume_refusal(tmp_path, capsys):
     data, model = tmp_path / "data", tmp_path / "model"
     assert (
         main(["data", "make", "--spec", "originality-mix", "--n", "64", "--size", "32", "--out", str(data), "--quiet"])
@@ -88,13 +102,15 @@ def test_train_then_sample_and_resume_refusal(tmp_path):
         == 0
     )
     assert (tmp_path / "grid.png").is_file()
-    result = run(*args[:-1], "unet_lr=0.01")  # a setting a run cannot change midway
-    assert result.returncode == 2 and "holds a run with other settings" in result.stderr
-    result = run("train", "--data", str(data), "--out", str(tmp_path / "m2"), "--preset", "tiny", "--set", "nope=1")
-    assert result.returncode == 2 and "unknown training setting 'nope'" in result.stderr
+    one_line_error(capsys, [*args[:-1], "unet_lr=0.01"], "holds a run with other settings")  # fixed midway
+    one_line_error(
+        capsys,
+        ["train", "--data", str(data), "--out", str(tmp_path / "m2"), "--preset", "tiny", "--set", "nope=1"],
+        "unknown training setting 'nope'",
+    )
 
 
-def test_score_bad_inputs_are_one_line_errors(tmp_path):
+def test_score_bad_inputs_are_one_line_errors(tmp_path, capsys):
     # a readable image: since the image is checked before the model, a broken one would fail first
     from PIL import Image
 
@@ -141,9 +157,7 @@ def test_score_bad_inputs_are_one_line_errors(tmp_path):
         ),
     ]
     for args, message in cases:
-        result = run(*args)
-        assert result.returncode == 2, (args, result.stderr)
-        assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+        one_line_error(capsys, args, message)
 
 
 def test_inversion_options_reach_the_score_config():
@@ -155,15 +169,17 @@ def test_inversion_options_reach_the_score_config():
     assert _score_config(build_parser().parse_args(["score", "q.png", "--out", "o"])).phrase_length == 0
 
 
-def test_pickled_only_model_folder_is_refused(tmp_path):
+def test_pickled_only_model_folder_is_refused(tmp_path, capsys):
     (tmp_path / "m" / "unet").mkdir(parents=True)
     (tmp_path / "m" / "model_index.json").write_text("{}")
     (tmp_path / "m" / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"pickle")
-    result = run("sample", "--model", str(tmp_path / "m"), "--prompt", "x", "--out", str(tmp_path / "g.png"))
-    assert result.returncode == 2 and "safetensors only" in result.stderr
+    one_line_error(
+        capsys, ["sample", "--model", str(tmp_path / "m"), "--prompt", "x", "--out", str(tmp_path / "g.png")],
+        "safetensors only",
+    )  # fmt: skip
 
 
-def test_experiment_bad_inputs_are_one_line_errors(tmp_path):
+def test_experiment_bad_inputs_are_one_line_errors(tmp_path, capsys):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "notes.txt").write_text("mine")
     exp = ["experiment", "min-tokens"]
@@ -175,8 +191,6 @@ def test_experiment_bad_inputs_are_one_line_errors(tmp_path):
         (exp + ["--detector-threshold", "2", "--out", str(tmp_path / "o")], "detector threshold"),
     ]
     for args, message in cases:
-        result = run(*args)
-        assert result.returncode == 2, (args, result.stderr)
-        assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+        one_line_error(capsys, args, message)
     assert not (tmp_path / "o").exists()  # nothing half-written
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
