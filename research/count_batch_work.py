@@ -7,7 +7,7 @@ Three shipped example queries, the shipped model, budgets shrunk to seconds (2 i
     python research/count_batch_work.py --signals fast
     python research/count_batch_work.py --signals all
 
-Counts are per command; the table in the issue's note divides by the images.
+Counts are per command of three images (issue 35's closing note gives them for both commits).
 """
 
 from __future__ import annotations
