@@ -182,7 +182,7 @@ class Scorer:
                 familiarity["signals"]["likelihood_ratio"] = likelihood_ratio(
                     self.pipeline, self.background, shown, reader.config
                 )
-            familiarity["calibrated"] = self.calibrated(familiarity)
+            familiarity["calibrated"] = self.calibrated(familiarity, reading, typical)
         if config.signals == "fast" or skip:
             return OriginalityResult(
                 image=name,
@@ -224,11 +224,17 @@ class Scorer:
         verdict, again = self.typicality(self.pipeline, image, reading)
         return (again if verdict["flagged"] else image), verdict
 
-    def calibrated(self, familiarity: dict[str, Any]) -> dict[str, Any] | None:
+    def calibrated(
+        self, familiarity: dict[str, Any], reading: QueryReading | None, typical: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
         """The verdict in training frequency, where the model carries a calibration and the query's
-        measure was read as the calibration's was (the same grid; the reading, not a user's prompt)."""
+        measure was read as the calibration's was (the same grid; the reading, not a user's prompt).
+        None for a query read only under ``force`` (unreadable) or drawn unlike the training images
+        (flagged): the calibration was fitted on rendered pairs, read in full."""
         cal = self.calibration
         if cal is None or (cal.grid is not None and cal.grid != familiarity["grid"]):
+            return None
+        if (reading is not None and not reading.readable) or (typical is not None and typical["flagged"]):
             return None
         signal = REGISTRY.get(cal.measure)
         if signal is not None and signal.needs == "prompt" and familiarity["prompt_source"] != "reading":

@@ -1,3 +1,4 @@
+import dataclasses
 import io
 import json
 import math
@@ -50,7 +51,9 @@ def test_the_estimands_read_a_perfect_measure_as_rho_one_and_its_reverse_as_minu
     assert flipped["rho"] < -0.85 and flipped["auroc"]["1%<0.1%"] == 0.0  # a sign flip shows
 
 
-def test_the_experiment_reads_every_pair_on_two_seeds_and_writes_a_calibration(tiny_model, ladder_data, tmp_path):
+def test_the_experiment_reads_every_pair_on_two_seeds_and_writes_a_calibration(
+    tiny_model, ladder_data, tmp_path, monkeypatch
+):
     model = tmp_path / "model"  # a copy: the calibration is written into the model's folder
     shutil.copytree(tiny_model, model)
     config = ladder.EXPERIMENT.config(
@@ -69,6 +72,9 @@ def test_the_experiment_reads_every_pair_on_two_seeds_and_writes_a_calibration(t
         m["guidance_gap"]["needs"] == "the query's reading" and m["guidance_gap@prompt"]["needs"] == "a user's prompt"
     )
     assert m["unconditional_loss"]["needs"] == "nothing"
+    # the schema: every measure says what it costs per image; a second model costs more
+    assert all(v["seconds_per_image"] > 0 for v in m.values())
+    assert m["likelihood_ratio"]["seconds_per_image"] > m["unconditional_loss"]["seconds_per_image"]
     # One model as its own background: the ratio is 0 everywhere, so it grades nothing.
     assert m["likelihood_ratio"]["rho"] is None
     assert set(summary["duplication"]["copies"]["unconditional_loss"]) == {f"copies x{k}" for k in SMALL_COPIES}
@@ -93,6 +99,20 @@ def test_the_experiment_reads_every_pair_on_two_seeds_and_writes_a_calibration(t
     again = run_experiment(ladder.EXPERIMENT, tmp_path / "run", config, progress=False)  # resumes: nothing re-read
     assert len(runs.read_jsonl(tmp_path / "run" / ladder.READINGS)) == len(records)
     assert again["measures"].keys() == summary["measures"].keys()
+    assert "token_count" not in again["measures"]
+
+    # The token counts join a finished run later (they take the longest): one level, one query per pair,
+    # the quick preset shrunk to seconds.
+    shrunk = ladder.score_preset
+    tiny = dict(max_tokens=1, inversion_steps=2, batch_size=2, samples=2, inference_steps=2, check=None)
+    monkeypatch.setattr(ladder, "score_preset", lambda name, **kw: shrunk(name, **kw, **tiny))
+    counted = dataclasses.replace(config, tokens=True, token_levels="0%", token_queries=1)
+    grown = run_experiment(ladder.EXPERIMENT, tmp_path / "run", counted, progress=False)
+    tokens = runs.read_jsonl(tmp_path / "run" / ladder.TOKENS)
+    assert len(tokens) == 5 and {t["level"] for t in tokens} == {"ladder 0%"}
+    assert all(t["token_count"] in (1, 2) and t["seconds"] > 0 for t in tokens)  # 2: none passed up to m = 1
+    assert grown["measures"]["token_count"]["descriptive"] and grown["measures"]["token_count"]["seconds_per_image"]
+    assert len(runs.read_jsonl(tmp_path / "run" / ladder.READINGS)) == len(records)  # the readings kept
 
 
 def test_bad_settings(tmp_path, ladder_data, tiny_model):

@@ -35,6 +35,11 @@ def test_the_experiment_summarises_every_signal_and_resumes(tiny_model, tmp_path
     assert summary["frequencies"]["common"] == pytest.approx(0.30) and summary["frequencies"]["unseen"] == 0.0
     assert 0.05 < summary["frequencies"]["triangle+hexagon"] < 0.15
     assert set(summary["signals"]["guidance_gap"]["controls"]) == {"triangle"}  # the only triple all present
+    # the baselines beside every signal: the lookup is the ceiling, the elements alone are read
+    lookup = summary["signals"]["baseline_caption_lookup"]
+    assert lookup["rho"] == pytest.approx(1.0) and lookup["dose_response_rho_exact"] == pytest.approx(1.0)
+    for name in ("baseline_elements_only_guidance_gap", "baseline_elements_only_unconditional_loss"):
+        assert KEYS <= set(summary["signals"][name]) and summary["signals"][name]["group_means"]["common"] > 0
     saved = json.loads((out / "summary.json").read_text())
     assert saved["signals"].keys() == summary["signals"].keys()
     assert (out / "signals.png").is_file() and (out / "report.html").is_file()

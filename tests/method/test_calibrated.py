@@ -14,8 +14,10 @@ from originality.batch import score_all
 from originality.cli import main
 from originality.errors import OriginalityError
 from originality.method.calibrated import CALIBRATION, FrequencyCalibration
+from originality.method.query_reading import QueryReading
 from originality.method.search import score_preset
 from originality.method.signals import SignalConfig
+from originality.method.typicality import CHECK_FILE
 from originality.models import load_pipeline
 from originality.models.pipeline import save_pipeline
 from originality.scorer import Scorer
@@ -78,8 +80,14 @@ def drawn(path):
     return path
 
 
-def test_a_calibrated_model_says_how_common_the_query_is(calibrated_model, tmp_path):
-    config = score_preset("quick", signals="fast", reference_samples=2, inference_steps=2, force=True)
+READ = QueryReading(
+    readable=True, elements=[{"element": "big red full circle", "box": [6.0, 6.0, 20.0, 20.0], "confidence": 0.99}]
+)
+
+
+def test_a_calibrated_model_says_how_common_the_query_is(calibrated_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(Scorer, "read", lambda self, image, domain, prompt=None: READ)
+    config = score_preset("quick", signals="fast", reference_samples=2, inference_steps=2)
     (record,) = score_all(drawn(tmp_path / "a.png"), load_pipeline(calibrated_model), config, tmp_path / "o",
                           progress=False)  # fmt: skip
     value = record["signals"]["unconditional_loss"]
@@ -99,6 +107,25 @@ def test_no_verdict_where_the_measure_was_read_otherwise(calibrated_model, tmp_p
     pipeline = load_pipeline(calibrated_model)
     (record,) = score_all(drawn(tmp_path / "b.png"), pipeline, config, tmp_path / "o2", progress=False, prompt="red")
     assert "calibrated" not in record  # fitted on the reading, read here with the user's prompt
+
+
+def test_no_verdict_for_a_query_flagged_as_drawn_otherwise_or_read_only_by_force(calibrated_model, monkeypatch):
+    # The rule: a calibration fitted on rendered pairs says nothing of a query the typicality
+    # check flags, or of one scored under --force although unreadable (it once said both).
+    config = score_preset("quick", signals="fast", reference_samples=2, inference_steps=2, force=True)
+    query = Image.open(drawn(calibrated_model / "q.png"))
+    monkeypatch.setattr(Scorer, "read", lambda self, image, domain, prompt=None: READ)
+    assert Scorer(load_pipeline(calibrated_model), config).score(query).familiarity["calibrated"] is not None
+    grid = SignalConfig(timesteps=3, t_max=200).to_dict()
+    check = {"statistic": "rerender_low_t", "threshold": 1e-6, "grid": grid}  # flags every query
+    (calibrated_model / CHECK_FILE).write_text(json.dumps(check))
+    familiarity = Scorer(load_pipeline(calibrated_model), config).score(query).familiarity
+    assert familiarity["typicality"]["flagged"] and familiarity["calibrated"] is None
+    (calibrated_model / CHECK_FILE).unlink()
+    unreadable = QueryReading(readable=False, elements=[], reason="no element read")
+    monkeypatch.setattr(Scorer, "read", lambda self, image, domain, prompt=None: unreadable)
+    familiarity = Scorer(load_pipeline(calibrated_model), config).score(query).familiarity
+    assert familiarity["signals"] and familiarity["calibrated"] is None
 
 
 def test_a_background_model_adds_the_likelihood_ratio_and_another_vae_is_refused(tiny_model, tmp_path, capsys):

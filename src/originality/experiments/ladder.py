@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -202,8 +203,10 @@ def read_query(pipelines: dict[str, Any], query: Query, grid_config: SignalConfi
     reading = caption([d.element for d in found]) if found else None
     prompt = reading or domain_prompt(load_domain("shapes"))
     values: dict[str, dict[str, float]] = {}
+    seconds: dict[str, float] = {}
     latents = query_latents(next(iter(pipelines.values())), [query.image])  # one VAE for both
     for name, pipeline in pipelines.items():
+        started = time.perf_counter()
         grid = signal_grid(pipeline, grid_config)
         by_reading = readings(pipeline, latents, [prompt], grid)
         # Read as its caption: the same numbers when the reading is the caption (most queries).
@@ -213,7 +216,8 @@ def read_query(pipelines: dict[str, Any], query: Query, grid_config: SignalConfi
             values[name][signal.name] = float(from_readings(by_reading, signal.name, grid)[0])
             if signal.needs == "prompt":
                 values[name][f"{signal.name}@prompt"] = float(from_readings(by_caption, signal.name, grid)[0])
-    return {"reading": reading, "values": values}
+        seconds[name] = time.perf_counter() - started
+    return {"reading": reading, "values": values, "seconds": seconds}
 
 
 # -- run --------------------------------------------------------------------------------------------
@@ -250,10 +254,12 @@ def _token_counts(out: Path, config: LadderConfig, pipeline, progress: bool) -> 
     ]
     scorer = Scorer(pipeline, score_preset("quick", signals="none"), progress=False)
     for q in tqdm(chosen, desc="token counts", disable=not progress):
+        started = time.perf_counter()
         result = scorer.score(q.image, name=q.id)
         count = scorer.config.max_tokens + 1 if result.count is None else result.count
         runs.append_jsonl(out / TOKENS, {"id": q.id, "key": q.key, "level": q.level, "frequency": q.frequency,
-                                         "label": result.label, "token_count": count})  # fmt: skip
+                                         "label": result.label, "token_count": count,
+                                         "seconds": time.perf_counter() - started})  # fmt: skip
 
 
 # -- summary ----------------------------------------------------------------------------------------
@@ -288,6 +294,7 @@ def summarise(out: Path, config: LadderConfig) -> dict[str, Any]:
     for name in names:
         summary["measures"][name] = {"needs": needs_of(name), **estimands(held, name, config)}
         summary["measures"][name]["fit_rho"] = estimands(fit, name, config, draws=0)["rho"]
+        summary["measures"][name]["seconds_per_image"] = seconds_per_image(records, name)
     tokens = runs.read_jsonl(out / TOKENS)
     if tokens:
         as_records = [{"kind": "pair", "key": t["key"], "level": t["level"], "frequency": t["frequency"],
@@ -296,6 +303,7 @@ def summarise(out: Path, config: LadderConfig) -> dict[str, Any]:
             "needs": "nothing",
             "descriptive": True,  # 3 levels, a few queries each
             **estimands(as_records, "token_count", config),
+            "seconds_per_image": _mean([t["seconds"] for t in tokens if "seconds" in t]),
         }
     for name in names:
         summary["duplication"]["copies"][name] = duplication(held, name)
@@ -307,6 +315,17 @@ def summarise(out: Path, config: LadderConfig) -> dict[str, Any]:
     if summary["calibration"] is not None:
         runs.write_json(Path(config.model) / CALIBRATION, summary["calibration"])
     return summary
+
+
+def seconds_per_image(records: list[dict[str, Any]], name: str) -> float | None:
+    """What a measure costs per image: the reading by the model it needs (one pass reads every
+    signal of that model, so one-model measures share it), both models' for a two-model measure."""
+    models = ("ladder", "background") if name in SECOND_MODEL else ("ladder",)
+    return _mean([sum(r["seconds"][m] for m in models) for r in records if set(models) <= set(r.get("seconds", {}))])
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
 
 
 def _value(record: dict[str, Any], name: str) -> float:
@@ -461,13 +480,15 @@ def figures(out: Path, summary: dict[str, Any]) -> list[Path]:
 
 
 def table(summary: dict[str, Any]) -> str:
-    lines = [f"{'measure':34s} {'needs':20s} {'rho':>6s} {'95%':>15s} {'baseline':>8s} {'1%<0.1%':>8s} {'0.1%<0%':>8s}"]
+    head = f"{'measure':34s} {'needs':20s} {'rho':>6s} {'95%':>15s} {'baseline':>8s}"
+    lines = [f"{head} {'1%<0.1%':>8s} {'0.1%<0%':>8s} {'s/img':>6s}"]
     for name, m in sorted(summary["measures"].items(), key=lambda kv: -(kv[1].get("rho") or -9)):
         ci = m.get("rho_ci")
         lines.append(
             f"{name:34s} {m['needs']:20s} {_f(m.get('rho')):>6s} "
             f"{'' if not ci else f'[{ci[0]:.2f}, {ci[1]:.2f}]':>15s} {_f(m.get('baseline_rho')):>8s} "
-            f"{_f(m.get('auroc', {}).get('1%<0.1%')):>8s} {_f(m.get('auroc', {}).get('0.1%<0%')):>8s}"
+            f"{_f(m.get('auroc', {}).get('1%<0.1%')):>8s} {_f(m.get('auroc', {}).get('0.1%<0%')):>8s} "
+            f"{_f(m.get('seconds_per_image')):>6s}"
         )
     cal = summary.get("calibration")
     if cal:
@@ -500,4 +521,5 @@ EXPERIMENT = Experiment(
     table=table,
     figures=figures,
     identity=identity,
+    grows=("queries", "tokens", "token_queries", "token_levels"),  # a run without token counts gains them later
 )

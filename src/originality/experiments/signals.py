@@ -15,7 +15,10 @@ variant of one (weighting, gap form, normalisations), is computed from them afte
   square: common, square+hexagon, unseen; triangle: triangle+hexagon, rare, unseen); a signal
   passes when all three intervals lie above 0, i.e. it follows the pair's frequency, not its shapes;
 * ``seeds``: rho on each grid seed (the spread the noise draw leaves);
-* ``group_means``, ``by_colours`` and ``seconds_per_image``.
+* ``group_means``, ``by_colours`` and ``seconds_per_image``;
+* beside them, the baselines: ``baseline_elements_only_*`` (the query's elements read alone, in
+  their places: knows the elements, not the pair) and ``baseline_caption_lookup`` (the true
+  caption's exact training frequency, negated: the ceiling no reading of the model can pass).
 """
 
 from __future__ import annotations
@@ -353,6 +356,9 @@ def variants(
         alone_g = np.mean([np.asarray(v) @ uniform for v in record["alone"]["gap"]])
         out["unconditional_loss_vs_elements"] = out["unconditional_loss"] - float(alone_u)
         out["guidance_gap_vs_elements"] = out["guidance_gap"] - float(alone_g)
+        # baselines that know the elements and nothing of the pair: their readings alone
+        out["baseline_elements_only_unconditional_loss"] = float(alone_u)
+        out["baseline_elements_only_guidance_gap"] = float(alone_g)
     if seed == "0" and "learned" in record:
         out["guidance_gap_learned_m1"] = float(np.asarray(record["learned"]["gap_m1"]) @ uniform)
     return out
@@ -391,6 +397,8 @@ def summarise_values(
         for seed in config.grid_seeds
     }
     first = per_seed[str(config.grid_seeds[0])]
+    for image, values in first.items():  # the ceiling: the true caption's training frequency, looked up
+        values["baseline_caption_lookup"] = -exact[group_of[image]]
     if len(config.grid_seeds) > 1:  # several noises per timestep: the grids' mean
         for image, values in first.items():
             for name in ("guidance_gap", "unconditional_loss"):
@@ -400,7 +408,9 @@ def summarise_values(
     for image, counts in tokens.items():
         if image in first:
             first[image].update(counts)
-    names = sorted({name for values in first.values() for name in values})
+    every = {name for values in first.values() for name in values}
+    # the baselines last: the signals' bootstrap draws stay those of the runs made before them
+    names = sorted(every, key=lambda n: (n.startswith("baseline"), n))
     rng = np.random.default_rng(0)
     signals = {}
     for name in names:
@@ -511,7 +521,7 @@ def _mean(values: list[float]) -> float | None:
 
 
 def _seconds(records: list[dict[str, Any]], name: str) -> float | None:
-    if name in ("token_count", "soft_count"):
+    if name in ("token_count", "soft_count") or name.startswith("baseline"):  # timed elsewhere, or not a reading
         return None
     key = "unconditional" if name.startswith("unconditional") else "prompted"
     if "learned" in name:

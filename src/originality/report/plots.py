@@ -237,22 +237,40 @@ def generalization_lengths_plot(ladders: list[dict], out: str | Path) -> Path:
     return _save(fig, out)
 
 
+def zero_floor(values: list[float], below: float) -> float:
+    """Where a rate of 0 is drawn on a log axis: a factor of 3 under the smallest non-zero rate and
+    under ``below``, so that a zero never sits on top of a rate that is small but real."""
+    positive = [v for v in values if v > 0]
+    return min([below, *positive]) / 3
+
+
 def rates_plot(rates: dict[str, list[float]], registered: set[str], read: int, out: str | Path) -> Path:
     """Each pair's share of the model's own samples against its share of the training images, on log
-    axes; a rate of 0 sits on the floor (half of one sample in ``read``). Filled: pre-registered."""
-    floor = 0.5 / max(read, 1)
+    axes, and each training rate's mean (the line); a rate of 0 (never seen, never drawn) sits on its
+    own floor, marked "0". Filled: pre-registered."""
+    x_zero = zero_floor([t for t, _ in rates.values()], 1.0)
+    y_zero = zero_floor([m for _, m in rates.values()], 1 / max(read, 1))
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for chosen, style in ((False, {"facecolors": "none", "edgecolors": "#999"}), (True, {"color": "#1f5fbf"})):
         keys = [k for k in rates if (k in registered) == chosen]
-        x = [max(rates[k][0], floor) for k in keys]
-        y = [max(rates[k][1], floor) for k in keys]
+        x = [rates[k][0] or x_zero for k in keys]
+        y = [rates[k][1] or y_zero for k in keys]
         label = "registered (expected >= min count)" if chosen else "other pairs"
         ax.scatter(x, y, s=22, label=f"{label}: {len(keys)}", **style)
-    ax.axline((floor, floor), (1.0, 1.0), color="#444", lw=0.8, ls="--", label="model = training")
+    by_training: dict[float, list[float]] = {}
+    for training, model in rates.values():
+        by_training.setdefault(training or x_zero, []).append(model)
+    levels = sorted(by_training)
+    ax.plot(levels, [np.mean(by_training[t]) for t in levels], color="#c0392b", lw=1, label="mean per training rate")
+    top = max(1.0, *(t for t, _ in rates.values()))
+    ax.axline((y_zero * 3, y_zero * 3), (top, top), color="#444", lw=0.8, ls="--", label="model = training")
+    ax.axvline(x_zero * 1.7, color="#bbb", lw=0.6, ls=":")
+    ax.axhline(y_zero * 1.7, color="#bbb", lw=0.6, ls=":")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("share of training images (non-empty) holding exactly the pair")
-    ax.set_ylabel(f"share of the model's read samples ({read})")
+    ax.text(x_zero, y_zero * 1.25, "0", ha="center", fontsize=7, color="#666")
+    ax.set_xlabel("share of non-empty training images holding exactly the pair\n(left of the dotted line: never)")
+    ax.set_ylabel(f"share of the model's {read} read samples\n(below the dotted line: none)")
     ax.set_title("Positive control: the model's own pair rates")
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()

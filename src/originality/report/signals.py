@@ -25,6 +25,9 @@ VARIANTS_FIRST = (
     "unconditional_loss_vs_elements",
     "guidance_gap_learned_m1",
     "token_count",
+    "baseline_elements_only_guidance_gap",
+    "baseline_elements_only_unconditional_loss",
+    "baseline_caption_lookup",
 )
 
 
