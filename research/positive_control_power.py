@@ -4,7 +4,8 @@ Takes a finished positive-control run and asks, by simulation, what Spearman (mo
 training rate, over the registered pairs) a model would reach whose pairs are drawn, among the same
 number of read samples, exactly at (a) the training rates and (b) the run's own per-level mean rates:
 Poisson counts per pair, ``--draws`` times. (b) says whether the miss is the model's compression or
-the sample size alone.
+the sample size alone. Also: the share of the model's read samples with two elements, and how many
+of those are pairs it never saw.
 
     python research/positive_control_power.py results/ladder/readout/positive-control
 """
@@ -51,6 +52,17 @@ def main() -> None:
             "share_reaching_goal": float(np.mean(rho >= args.goal)),
             "expected_count_per_pair": sorted({round(float(r * read), 1) for r in model}, reverse=True),
         }
+    # what the model draws with two elements: its share, and the share of it that are pairs it never saw
+    samples = [json.loads(line) for line in (args.run / "samples.jsonl").read_text().splitlines() if line.strip()]
+    read_samples = [r for r in samples if r["class"] == "read"]
+    two = [" + ".join(sorted(r["elements"])) for r in read_samples if len(r["elements"]) == 2]
+    seen = {k for k, (t, _) in rates.items() if t > 0}
+    out["two_elements"] = {
+        "model_share_of_read": len(two) / len(read_samples),
+        "training_share_of_non_empty": sum(t for t, _ in rates.values()),
+        "model_never_seen_share": sum(k not in seen for k in two) / len(two),
+        "model_never_seen_combinations": len({k for k in two if k not in seen}),
+    }
     print(json.dumps(out, indent=1))
 
 
