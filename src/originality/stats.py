@@ -47,6 +47,11 @@ def auroc(low: Sequence[float], high: Sequence[float]) -> float | None:
     return float(below / (len(a) * len(b)))
 
 
+def mean_or_none(values: Sequence[float]) -> float | None:
+    """The mean, None for no values (a measure nothing was read for)."""
+    return float(np.mean(values)) if len(values) else None
+
+
 def slope(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     """The least-squares slope of ``ys`` on ``xs``; None with fewer than two distinct xs."""
     x, y = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)

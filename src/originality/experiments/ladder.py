@@ -61,7 +61,7 @@ from originality.shapes.captions import caption, parse_caption
 from originality.shapes.dataset import dataset_identity, read_info, render_example
 from originality.shapes.rendering import render, sample_layout
 from originality.shapes.specs import DatasetSpec
-from originality.stats import auroc, bootstrap_interval, rho, slope
+from originality.stats import auroc, bootstrap_interval, mean_or_none, rho, slope
 
 READINGS = "readings.jsonl"
 TOKENS = "tokens.jsonl"
@@ -303,7 +303,7 @@ def summarise(out: Path, config: LadderConfig) -> dict[str, Any]:
             "needs": "nothing",
             "descriptive": True,  # 3 levels, a few queries each
             **estimands(as_records, "token_count", config),
-            "seconds_per_image": _mean([t["seconds"] for t in tokens if "seconds" in t]),
+            "seconds_per_image": mean_or_none([t["seconds"] for t in tokens if "seconds" in t]),
         }
     for name in names:
         summary["duplication"]["copies"][name] = duplication(held, name)
@@ -321,11 +321,8 @@ def seconds_per_image(records: list[dict[str, Any]], name: str) -> float | None:
     """What a measure costs per image: the reading by the model it needs (one pass reads every
     signal of that model, so one-model measures share it), both models' for a two-model measure."""
     models = ("ladder", "background") if name in SECOND_MODEL else ("ladder",)
-    return _mean([sum(r["seconds"][m] for m in models) for r in records if set(models) <= set(r.get("seconds", {}))])
-
-
-def _mean(values: list[float]) -> float | None:
-    return float(np.mean(values)) if values else None
+    timed = [r["seconds"] for r in records if set(models) <= set(r.get("seconds", {}))]
+    return mean_or_none([sum(t[m] for m in models) for t in timed])
 
 
 def _value(record: dict[str, Any], name: str) -> float:

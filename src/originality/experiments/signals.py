@@ -54,7 +54,7 @@ from originality.shapes.queries import (
     save_queries,
 )
 from originality.shapes.specs import originality_mix
-from originality.stats import auroc, rho, spearman
+from originality.stats import auroc, mean_or_none, rho, spearman
 
 READINGS = "readings.jsonl"
 WEIGHTS = "grid-weights.json"
@@ -427,7 +427,7 @@ def summarise_values(
         ]
         entry["by_colours"] = {
             f"{c} colour{'s' if c > 1 else ''}": {
-                g: _mean([v for i, v in values.items() if group_of[i] == g and colours[i] == c]) for g in MAIN
+                g: mean_or_none([v for i, v in values.items() if group_of[i] == g and colours[i] == c]) for g in MAIN
             }
             for c in (1, 2)
         }
@@ -470,7 +470,7 @@ def _evaluate(values, group_of, frequency, rng, draws: int) -> dict[str, Any]:
         if entry["controls"]
         else None
     )
-    entry["group_means"] = {g: _mean([v for i, v in values.items() if group_of[i] == g]) for g in frequency}
+    entry["group_means"] = {g: mean_or_none([v for i, v in values.items() if group_of[i] == g]) for g in frequency}
     return entry
 
 
@@ -516,10 +516,6 @@ def _bootstrap(values: dict[str, float], group_of, statistic, rng, draws: int) -
     return [float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))] if stats else None
 
 
-def _mean(values: list[float]) -> float | None:
-    return float(np.mean(values)) if values else None
-
-
 def _seconds(records: list[dict[str, Any]], name: str) -> float | None:
     if name in ("token_count", "soft_count") or name.startswith("baseline"):  # timed elsewhere, or not a reading
         return None
@@ -527,4 +523,4 @@ def _seconds(records: list[dict[str, Any]], name: str) -> float | None:
     if "learned" in name:
         key = "learned_m1"
     values = [r["seconds"][key] for r in records if key in r.get("seconds", {})]
-    return _mean(values)
+    return mean_or_none(values)
