@@ -35,8 +35,7 @@ def shares(model: str, detector: ElementDetector, args: argparse.Namespace) -> d
     """caption -> the share of its samples of each match kind (exact, swapped, shapes, miss)."""
     pipeline = load_pipeline(model)
     out = {}
-    pairs = [(pair, level) for level, row in zip(LEVELS, ladder_pairs(), strict=True) for pair in row]
-    for pair, _ in tqdm(pairs, desc=f"captions of {model}"):
+    for pair in tqdm([p for row in ladder_pairs() for p in row], desc=f"captions of {model}"):
         text = caption(pair)
         seeds = list(range(args.samples))
         samples = generate(pipeline, [text] * args.samples, seeds, steps=args.steps, guidance_scale=args.guidance)
