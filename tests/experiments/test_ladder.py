@@ -59,6 +59,14 @@ def test_the_experiment_reads_every_pair_on_two_seeds_and_writes_a_calibration(
     config = ladder.EXPERIMENT.config(
         "quick", model=str(model), background_model=str(model), data=str(ladder_data), bootstrap=20, timesteps=4
     )
+    # The positive control, run alone first into the run's subfolder, does not stop the run resuming it
+    # (refused before: "exists and is not a ladder run to resume"); anything else beside it does.
+    (tmp_path / "run" / "positive-control").mkdir(parents=True)
+    (tmp_path / "run" / "positive-control" / "registered.json").write_text("{}")
+    (tmp_path / "stray" / "positive-control").mkdir(parents=True)
+    (tmp_path / "stray" / "notes.txt").write_text("mine")
+    with pytest.raises(OriginalityError, match="not a ladder run to resume"):
+        run_experiment(ladder.EXPERIMENT, tmp_path / "stray", config, progress=False)
     summary = run_experiment(ladder.EXPERIMENT, tmp_path / "run", config, progress=False)
     records = runs.read_jsonl(tmp_path / "run" / ladder.READINGS)
     seeds = {r["seed"] for r in records}

@@ -221,6 +221,12 @@ def read_query(pipelines: dict[str, Any], query: Query, grid_config: SignalConfi
 
 
 # -- run --------------------------------------------------------------------------------------------
+def started_by_its_positive_control(out: Path) -> bool:
+    """Whether ``out`` holds only the positive control, run alone first (``experiment positive-control
+    --out OUT/positive-control``): the ladder run resumes it (the control's own settings are checked)."""
+    return {p.name for p in out.iterdir() if not p.name.startswith(".")} == {"positive-control"}
+
+
 def run(out: Path, config: LadderConfig, progress: bool) -> None:
     if config.positive_read:
         control = positive_control.EXPERIMENT.config(
@@ -519,4 +525,5 @@ EXPERIMENT = Experiment(
     figures=figures,
     identity=identity,
     grows=("queries", "tokens", "token_queries", "token_levels"),  # a run without token counts gains them later
+    adopt=started_by_its_positive_control,
 )

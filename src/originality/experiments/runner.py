@@ -59,6 +59,10 @@ def _as_saved(settings: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+def _adopt_nothing(out: Path) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class Experiment(Generic[Config]):
     name: str  # the command: originality experiment NAME
@@ -75,6 +79,8 @@ class Experiment(Generic[Config]):
     score_options: bool = False
     marker: str = runs.SETTINGS
     compare: Callable[[dict[str, Any]], Any] = _as_saved
+    # a folder with content but no settings that the experiment may resume (e.g. its first step, run alone)
+    adopt: Callable[[Path], bool] = _adopt_nothing
 
     def config(self, preset: str | None = None, **overrides: Any) -> Config:
         """The named preset (the first one by default) with ``overrides``, validated."""
@@ -94,7 +100,9 @@ def run_experiment(
     procs = runs.processes()
     checked = {**config.to_dict(), **dict.fromkeys(experiment.grows)}  # a larger run extends this one
     settings = {"experiment": experiment.name, "config": checked, **experiment.identity(config)}
-    options = dict(what=f"a {experiment.name} run", marker=experiment.marker, compare=experiment.compare)
+    options = dict(
+        what=f"a {experiment.name} run", marker=experiment.marker, compare=experiment.compare, adopt=experiment.adopt
+    )
     fresh = not runs.has_content(out)
     runs.open_run(out, settings, **options, write=False)  # every process checks before the first writes
     procs.barrier()

@@ -282,17 +282,19 @@ def ladder_plot(summary: dict, out: str | Path, top: int = 6) -> Path:
     measures with the best held-out Spearman first; levels from the most frequent to never."""
     measures = sorted(summary["measures"].items(), key=lambda kv: -(kv[1].get("rho") or -9))[:top]
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    order = None
+    # every level any measure read, most frequent first: the token count reads only a few of them
+    levels = {k for _, m in measures for k in m.get("level_means", {}) if k.startswith("ladder")}
+    order = sorted(levels, key=lambda k: -float(k.split()[1].rstrip("%")))
     for name, m in measures:
         means = {k: v for k, v in m.get("level_means", {}).items() if k.startswith("ladder")}
         if not means:
             continue
-        order = order or sorted(means, key=lambda k: -float(k.split()[1].rstrip("%")))
-        values = np.array([means[k] for k in order])
+        xs = [i for i, k in enumerate(order) if k in means]
+        values = np.array([means[order[i]] for i in xs])
         span = values.max() - values.min()
         scaled = (values - values.min()) / span if span else np.zeros_like(values)
         rho = m.get("rho")
-        ax.plot(range(len(order)), scaled, marker="o", label=f"{name} (rho {rho:.2f})" if rho is not None else name)
+        ax.plot(xs, scaled, marker="o", label=f"{name} (rho {rho:.2f})" if rho is not None else name)
     if order:
         ax.set_xticks(range(len(order)), [k.split()[1] for k in order])
     ax.set_xlabel("the pair's share of the training images")
